@@ -1,0 +1,99 @@
+"""The ``bench`` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import BenchError
+
+
+def _methods_command(args) -> int:
+    import methods
+
+    from .models import load_config
+
+    config = load_config(args.model)
+    rows = []
+    for name in methods.names():
+        p = methods.plan(config, name, args.budget)
+        rows.append({"method": name, "knobs": p.knobs, "trainable": p.trainable, "backbone": p.backbone,
+                     "pct": round(p.pct, 4), "applicable": p.applicable, "reason": p.reason})
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    from .tables import render
+
+    budget = "paper's 0.5% knobs" if args.budget is None else f"{args.budget}%"
+    print(f"model {args.model} ({rows[0]['backbone']:,} backbone parameters), budget {budget}")
+    print(render(["method", "knobs", "trainable", "% backbone", "applicable"], [
+        [r["method"], " ".join(f"{k}={v}" for k, v in r["knobs"].items()) or "-", f"{r['trainable']:,}",
+         f"{r['pct']:.3f}", "yes" if r["applicable"] else "no: " + r["reason"]] for r in rows]))
+    return 0
+
+
+def _list_command(args) -> int:
+    import methods
+
+    from .data import list_local_datasets
+    from .suites import list_suites
+
+    print("suites:   " + ", ".join(list_suites()))
+    print("methods:  " + ", ".join(methods.names()) + ", bm25 (first stage)")
+    local = list_local_datasets()
+    print("datasets: " + (", ".join(local) if local else "(none under BENCH_DATA_PATH)")
+          + "; or any BEIR folder path, or an ir_datasets id")
+    return 0
+
+
+def _run_command(args) -> int:
+    from .runner import run_from_cli
+
+    return run_from_cli(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description="PEFT for IR: benchmark and leaderboard")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("methods", help="knobs and exact parameter counts of every method at a budget")
+    m.add_argument("--model", default="bert-base", help="alias (bert-base, minilm, mpnet-base), hub id or path")
+    m.add_argument("--budget", default=None, help="percent of backbone parameters (default: the paper's 0.5%% knobs)")
+    m.add_argument("--format", choices=["table", "json"], default="table")
+    m.set_defaults(func=_methods_command)
+
+    ls = sub.add_parser("list", help="suites, methods and datasets")
+    ls.set_defaults(func=_list_command)
+
+    r = sub.add_parser("run", help="run a suite's grid of cells and print its leaderboard")
+    r.add_argument("--suite", default="smoke")
+    r.add_argument("--methods", default=None, help="all, or comma-separated names (bm25 = first stage only)")
+    r.add_argument("--budgets", default=None, help="comma-separated percentages, paper:0.5 style presets")
+    r.add_argument("--seeds", default=None, help="comma-separated integers")
+    r.add_argument("--datasets", default=None, help="comma-separated dataset names, paths or ir_datasets ids")
+    r.add_argument("--first-stage", default=None, help="bm25s, pyserini, or a TREC run file")
+    r.add_argument("--model", default=None, help="override the suite's backbone")
+    r.add_argument("--max-steps", type=int, default=None, help="override the training steps")
+    r.add_argument("--out", default="runs", help="run store directory (default: runs)")
+    r.set_defaults(func=_run_command)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # methods' user errors come as MethodError
+        from methods import MethodError
+
+        if isinstance(exc, MethodError):
+            print(f"bench: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""Parameter-efficient tuning methods for transformer encoders, on one injection mechanism.
+
+    methods.names()                              -> registered method names
+    methods.plan(config, name, budget)           -> knobs + exact counts + applicable
+    methods.solve(config, name, budget_pct)      -> knobs (raises BudgetUnreachable)
+    methods.apply(model, name, budget_pct=None, **knobs) -> MethodRecord
+    methods.save(model, dir) / methods.load(model, dir)
+    methods.export_peft_lora(model, dir)
+"""
+from . import adapter, iaa, lora, mam, prefix, selective  # noqa: F401  (registers the methods)
+from .arch import ARCHITECTURES
+from .budget import Plan, parse_budget, plan, solve
+from .core import MethodRecord, apply, record_of
+from .errors import BudgetUnreachable, MethodError
+from .io import export_peft_lora, load, save
+from .registry import get_method, names
+
+__all__ = [
+    "ARCHITECTURES", "BudgetUnreachable", "MethodError", "MethodRecord", "Plan", "apply",
+    "export_peft_lora", "get_method", "load", "names", "parse_budget", "plan", "record_of", "save", "solve",
+]

@@ -1,0 +1,43 @@
+"""Bottleneck adapters inside the layers: Houlsby (two per layer) and Pfeiffer (one, after the FFN)."""
+from __future__ import annotations
+
+from . import arch as A
+from .inject import add_to_output, attach
+from .modules import Bottleneck
+from .registry import Knob, Method, register
+
+R = Knob("r", int, None, 1, "adapter bottleneck size")
+
+
+def _parent(path: str) -> str:
+    return path.rpartition(".")[0]
+
+
+def insert_serial_adapters(base, arch: A.ArchMap, r: int, sites=("attn", "ffn")) -> None:
+    """A residual bottleneck after each chosen sub-layer's output projection (after its dropout),
+    before that sub-layer's Add & Norm."""
+    d = base.config.hidden_size
+    paths = {"attn": arch.attn_dropout, "ffn": arch.ffn_dropout}
+    for layer in A.layers(base, arch):
+        for site in sites:
+            dropout_path = paths[site]
+            host = A.get(layer, _parent(dropout_path))
+            adapter = attach(host, "adapter", Bottleneck(d, r))
+            add_to_output(A.get(layer, dropout_path), adapter)
+
+
+register(Method(
+    name="adapter",
+    summary="Houlsby adapters: a bottleneck after each sub-layer, 2 per layer",
+    inject=lambda base, arch, r: insert_serial_adapters(base, arch, r),
+    knobs=(R,), primary="r", derive=lambda r, budget: {"r": r},
+    paper={"0.5": {"r": 16}, "6.7": {"r": 200}},
+))
+
+register(Method(
+    name="adapter-pfeiffer",
+    summary="Pfeiffer adapters: one bottleneck per layer, after the feed-forward sub-layer",
+    inject=lambda base, arch, r: insert_serial_adapters(base, arch, r, sites=("ffn",)),
+    knobs=(R,), primary="r", derive=lambda r, budget: {"r": r},
+    paper={"0.5": {"r": 32}},
+))

@@ -1,0 +1,80 @@
+"""apply(): freeze the backbone, inject a method, count exactly what trains."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch.nn as nn
+
+from . import arch as A
+from .errors import MethodError
+from .inject import PREFIX
+from .registry import get_method
+
+RECORD_ATTR = "peft_record"
+
+
+@dataclass(frozen=True)
+class MethodRecord:
+    method: str
+    knobs: dict
+    trainable: int  # the method's own trainable parameters (head excluded)
+    backbone: int  # parameters of the pre-trained backbone, injected modules excluded
+    pct: float  # 100 * trainable / backbone
+    head: int  # trainable parameters outside the backbone (e.g. a scoring head)
+    backbone_name: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _numel(params) -> int:
+    return sum(p.numel() for p in params)
+
+
+def apply(model: nn.Module, name: str, budget_pct=None, **knobs) -> MethodRecord:
+    """Turn ``model`` into a parameter-efficient model in place and return what trains.
+
+    ``budget_pct`` (a float, or "paper:0.5"/"paper:6.7") picks the knobs through the solver; explicit
+    knobs override or complete them.
+    """
+    method = get_method(name)
+    if getattr(model, RECORD_ATTR, None) is not None:
+        raise MethodError(f"model already has method {getattr(model, RECORD_ATTR).method!r} applied; "
+                          "start from a fresh backbone")
+    base = A.find_base_model(model)
+    arch = A.arch_for(base) if not method.fixed else None
+    if budget_pct is not None:
+        from .budget import solve  # the solver itself calls apply on meta models
+
+        knobs = {**solve(base.config, name, budget_pct), **knobs}
+    knobs = method.resolve_knobs(knobs)
+
+    backbone = _numel(base.parameters())
+    for param in model.parameters():
+        param.requires_grad_(True)  # the head (anything outside the backbone) always trains
+    for param in base.parameters():
+        param.requires_grad_(False)
+    if method.inject:
+        method.inject(base, arch, **knobs)
+    if method.selects:
+        for pname, param in base.named_parameters():
+            if PREFIX not in pname and method.selects(pname, param):
+                param.requires_grad_(True)
+
+    trainable = _numel(p for p in base.parameters() if p.requires_grad)
+    base_ids = {id(p) for p in base.parameters()}
+    head = _numel(p for p in model.parameters() if p.requires_grad and id(p) not in base_ids)
+    record = MethodRecord(
+        method=name, knobs=knobs, trainable=trainable, backbone=backbone,
+        pct=100.0 * trainable / backbone, head=head,
+        backbone_name=str(getattr(base.config, "_name_or_path", "") or ""),
+    )
+    object.__setattr__(model, RECORD_ATTR, record)
+    return record
+
+
+def record_of(model: nn.Module) -> MethodRecord:
+    record = getattr(model, RECORD_ATTR, None)
+    if record is None:
+        raise MethodError("no method applied to this model: call methods.apply first")
+    return record

