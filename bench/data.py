@@ -1,0 +1,193 @@
+"""Test collections: local BEIR folders and ir_datasets ids, as one ``Collection`` type.
+
+A reference names a collection split:
+- ``scifact/test``: folder ``scifact`` under BENCH_DATA_PATH (BEIR layout), split ``test``;
+- ``/path/to/folder/test``: a BEIR folder by path and its split;
+- anything else is an ir_datasets id, e.g. ``beir/scifact/test``, ``msmarco-passage/trec-dl-2019/judged``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import BenchError
+
+
+@dataclass
+class Collection:
+    ref: str
+    corpus: dict[str, str]  # doc id -> "title text"
+    queries: dict[str, str]  # query id -> text, only queries with judgments
+    qrels: dict[str, dict[str, int]]
+    fingerprint: str  # changes whenever the files change (cache keys)
+    relevance_level: int = 1  # binary measures count grade >= this as relevant (2 for TREC DL)
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def data_paths() -> list[Path]:
+    raw = os.environ.get("BENCH_DATA_PATH", "")
+    return [Path(p) for p in raw.split(os.pathsep) if p]
+
+
+def is_beir_folder(path: Path) -> bool:
+    return (path / "corpus.jsonl").is_file() and (path / "qrels").is_dir()
+
+
+def list_local_datasets() -> list[str]:
+    found = []
+    for root in data_paths():
+        if root.is_dir():
+            found += sorted(p.name for p in root.iterdir() if is_beir_folder(p))
+    return found
+
+
+def locate_local(ref: str) -> tuple[Path, str] | None:
+    """(folder, split) when ``ref`` names a local BEIR folder split, else None."""
+    head, _, split = ref.rstrip("/").rpartition("/")
+    if not head:
+        return None
+    candidates = [Path(head)] + [root / head for root in data_paths()]
+    for folder in candidates:
+        if is_beir_folder(folder):
+            return folder, split
+    return None
+
+
+def load_collection(ref: str) -> Collection:
+    local = locate_local(ref)
+    if local:
+        return load_beir_folder(*local, ref=ref)
+    if "/" not in ref and any(is_beir_folder(root / ref) for root in data_paths()):
+        raise BenchError(f"dataset {ref!r} needs a split: e.g. {ref}/test or {ref}/train")
+    return load_ir_datasets(ref)
+
+
+def _fingerprint(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        st = p.stat()
+        h.update(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def _jsonl(path: Path):
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                yield number, row
+            except json.JSONDecodeError as exc:
+                raise BenchError(f"{path}:{number}: malformed JSON ({exc.msg}); fix or remove that line") from None
+
+
+def _require(path: Path, number: int, row: dict, keys: tuple) -> None:
+    missing = [k for k in keys if not isinstance(row, dict) or k not in row]
+    if missing:
+        raise BenchError(f"{path}:{number}: missing field {missing[0]!r} (BEIR lines need {', '.join(keys)})")
+
+
+def read_corpus(path: Path) -> dict[str, str]:
+    corpus = {}
+    for number, row in _jsonl(path):
+        _require(path, number, row, ("_id", "text"))
+        title = (row.get("title") or "").strip()
+        corpus[str(row["_id"])] = f"{title} {row['text']}".strip() if title else str(row["text"])
+    if not corpus:
+        raise BenchError(f"{path}: the corpus is empty")
+    return corpus
+
+
+def read_queries(path: Path) -> dict[str, str]:
+    queries = {}
+    for number, row in _jsonl(path):
+        _require(path, number, row, ("_id", "text"))
+        queries[str(row["_id"])] = str(row["text"])
+    return queries
+
+
+def read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    qrels: dict[str, dict[str, int]] = {}
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            parts = line.strip().split("\t") if "\t" in line else line.split()
+            if not parts or (number == 1 and parts[0] in ("query-id", "query_id", "qid")):
+                continue
+            if len(parts) == 4:  # TREC format: qid 0 docid grade
+                parts = [parts[0], parts[2], parts[3]]
+            if len(parts) != 3:
+                raise BenchError(f"{path}:{number}: expected 'query-id corpus-id score', got {line.strip()!r}")
+            try:
+                grade = int(float(parts[2]))
+            except ValueError:
+                raise BenchError(f"{path}:{number}: score {parts[2]!r} is not a number") from None
+            qrels.setdefault(parts[0], {})[parts[1]] = grade
+    return qrels
+
+
+def load_beir_folder(folder: Path, split: str, ref: str | None = None) -> Collection:
+    qrels_path = folder / "qrels" / f"{split}.tsv"
+    if not qrels_path.is_file():
+        splits = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
+        raise BenchError(f"{folder} has no split {split!r}: available {', '.join(splits) or 'none'}")
+    queries_path, corpus_path = folder / "queries.jsonl", folder / "corpus.jsonl"
+    if not queries_path.is_file():
+        raise BenchError(f"{queries_path} not found: a BEIR folder needs corpus.jsonl, queries.jsonl, qrels/")
+    qrels = read_qrels(qrels_path)
+    all_queries = read_queries(queries_path)
+    corpus = read_corpus(corpus_path)
+    missing = sorted(set(qrels) - set(all_queries))
+    if missing:
+        raise BenchError(f"{qrels_path}: query {missing[0]!r} is judged but not in {queries_path}")
+    queries = {q: all_queries[q] for q in qrels}
+    if not queries:
+        raise BenchError(f"{qrels_path}: no judged queries (empty query set)")
+    name = ref or f"{folder}/{split}"
+    level = 2 if "trec-dl" in folder.name else 1
+    return Collection(ref=name, corpus=corpus, queries=queries, qrels=qrels,
+                      fingerprint=_fingerprint([corpus_path, queries_path, qrels_path]),
+                      relevance_level=level, source=str(folder))
+
+
+def load_ir_datasets(ref: str) -> Collection:
+    import ir_datasets
+
+    try:
+        dataset = ir_datasets.load(ref)
+    except KeyError:
+        local = ", ".join(f"{n}/<split>" for n in list_local_datasets()) or "none (set BENCH_DATA_PATH)"
+        raise BenchError(f"unknown dataset {ref!r}: not a local BEIR folder (local: {local}) "
+                         "and not an ir_datasets id") from None
+    try:
+        queries = {q.query_id: q.text for q in dataset.queries_iter()}
+        qrels: dict[str, dict[str, int]] = {}
+        for qrel in dataset.qrels_iter():
+            qrels.setdefault(qrel.query_id, {})[qrel.doc_id] = int(qrel.relevance)
+        corpus = {}
+        for doc in dataset.docs_iter():
+            title = getattr(doc, "title", "") or ""
+            corpus[doc.doc_id] = f"{title} {doc.text}".strip() if title else doc.text
+    except Exception as exc:  # ir_datasets raises requests/OSError/custom errors when offline
+        if not _looks_like_download_failure(exc):
+            raise
+        home = os.environ.get("IR_DATASETS_HOME", "~/.ir_datasets")
+        raise BenchError(f"dataset {ref!r} must be downloaded and this machine is offline: put its source "
+                         f"files under {home} (ir_datasets' layout), or give a local BEIR folder "
+                         "(e.g. scifact/test with BENCH_DATA_PATH)") from None
+    queries = {q: queries[q] for q in qrels if q in queries}
+    if not queries:
+        raise BenchError(f"dataset {ref!r} has no judged queries")
+    level = 2 if "trec-dl" in ref else 1
+    return Collection(ref=ref, corpus=corpus, queries=queries, qrels=qrels,
+                      fingerprint=hashlib.sha256(f"irds:{ref}".encode()).hexdigest()[:16],
+                      relevance_level=level, source=f"ir_datasets:{ref}")
+
+
+def _looks_like_download_failure(exc: Exception) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(w in text for w in ("connection", "resolve", "download", "urlopen", "timed out", "max retries"))

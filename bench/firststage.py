@@ -1,0 +1,159 @@
+"""First stage: BM25 candidates (bm25s embedded, or pyserini/Lucene), a TREC run file, or
+ir_datasets scoreddocs. Computed once per (collection, backend, settings, depth) and cached."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .data import Collection
+from .errors import BenchError
+from .store import atomic_write_text
+
+BM25_SETTINGS = {"k1": 0.9, "b": 0.4}  # Anserini's BEIR "flat" regression settings
+
+
+def cache_key(collection: Collection, backend: str, depth: int, settings: dict) -> str:
+    text = json.dumps([collection.ref, collection.fingerprint, backend, depth, settings], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def candidates(collection: Collection, backend: str, depth: int, cache_dir: Path,
+               settings: dict | None = None) -> dict[str, dict[str, float]]:
+    """{query id: {doc id: score}} with at most ``depth`` documents per query, cached on disk."""
+    settings = dict(BM25_SETTINGS if settings is None else settings)
+    key_backend = backend if backend in ("bm25s", "pyserini", "irds") else f"file:{_file_key(backend)}"
+    path = Path(cache_dir) / "candidates" / f"{cache_key(collection, key_backend, depth, settings)}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    if backend == "bm25s":
+        run = bm25s_search(collection, depth, **settings)
+    elif backend == "pyserini":
+        run = pyserini_search(collection, depth, Path(cache_dir) / "lucene", **settings)
+    elif backend == "irds":
+        run = irds_scoreddocs(collection, depth)
+    else:
+        run = read_trec_run(Path(backend), depth)
+    run = {q: run.get(q, {}) for q in collection.queries}
+    atomic_write_text(path, json.dumps(run))
+    return run
+
+
+def _file_key(path: str) -> str:
+    p = Path(path)
+    if not p.is_file():
+        raise BenchError(f"first stage {path!r}: not bm25s, pyserini, irds, nor an existing TREC run file")
+    st = p.stat()
+    return f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _top(scores: dict[str, float], depth: int) -> dict[str, float]:
+    return dict(sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:depth])
+
+
+def bm25s_search(collection: Collection, depth: int, k1: float, b: float) -> dict:
+    import bm25s
+    import Stemmer
+
+    stemmer = Stemmer.Stemmer("english")
+    doc_ids = list(collection.corpus)
+    corpus_tokens = bm25s.tokenize([collection.corpus[d] for d in doc_ids], stopwords="en",
+                                   stemmer=stemmer, show_progress=False)
+    retriever = bm25s.BM25(method="lucene", k1=k1, b=b)
+    retriever.index(corpus_tokens, show_progress=False)
+    query_ids = list(collection.queries)
+    query_tokens = bm25s.tokenize([collection.queries[q] for q in query_ids], stopwords="en",
+                                  stemmer=stemmer, show_progress=False)
+    k = min(depth, len(doc_ids))
+    results, scores = retriever.retrieve(query_tokens, k=k, show_progress=False, n_threads=1)
+    run = {}
+    for qi, q in enumerate(query_ids):
+        run[q] = _top({doc_ids[int(d)]: float(s) for d, s in zip(results[qi], scores[qi]) if s > 0}, depth)
+    return run
+
+
+def pyserini_search(collection: Collection, depth: int, index_root: Path, k1: float, b: float) -> dict:
+    try:
+        from pyserini.search.lucene import LuceneSearcher
+    except Exception as exc:
+        raise BenchError(f"first stage pyserini is not usable here ({type(exc).__name__}: {exc}); "
+                         "pip install 'peft-ir-bench[pyserini]' with Java 17+, or use --first-stage bm25s") from None
+    index = index_root / collection.fingerprint
+    if not (index / "segments.gen").exists() and not any(index.glob("segments_*")):
+        _build_lucene_index(collection, index)
+    searcher = LuceneSearcher(str(index))
+    searcher.set_bm25(k1, b)
+    query_ids = list(collection.queries)
+    run = {}
+    for start in tqdm(range(0, len(query_ids), 64), desc="pyserini bm25", leave=False):
+        chunk = query_ids[start:start + 64]
+        hits = searcher.batch_search([collection.queries[q] for q in chunk], chunk, k=depth, threads=2)
+        for q in chunk:
+            run[q] = _top({h.docid: float(h.score) for h in hits.get(q, [])}, depth)
+    return run
+
+
+def _build_lucene_index(collection: Collection, index: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    docs = Path(tempfile.mkdtemp(prefix="bench-docs-"))
+    try:
+        with (docs / "docs.jsonl").open("w", encoding="utf-8") as f:
+            for doc_id, text in collection.corpus.items():
+                f.write(json.dumps({"id": doc_id, "contents": text}) + "\n")
+        tmp_index = index.with_name(index.name + ".tmp")
+        shutil.rmtree(tmp_index, ignore_errors=True)
+        cmd = [sys.executable, "-m", "pyserini.index.lucene", "--collection", "JsonCollection",
+               "--input", str(docs), "--index", str(tmp_index), "--generator", "DefaultLuceneDocumentGenerator",
+               "--threads", "2", "--storePositions", "--storeDocvectors", "--storeRaw"]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise BenchError(f"pyserini indexing failed: {done.stderr.strip().splitlines()[-1:]}")
+        shutil.rmtree(index, ignore_errors=True)
+        tmp_index.rename(index)
+    finally:
+        shutil.rmtree(docs, ignore_errors=True)
+
+
+def read_trec_run(path: Path, depth: int) -> dict:
+    run: dict[str, dict[str, float]] = {}
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 6:
+                raise BenchError(f"{path}:{number}: a TREC run line has 6 fields (qid Q0 docid rank score tag)")
+            try:
+                score = float(parts[4])
+            except ValueError:
+                raise BenchError(f"{path}:{number}: score {parts[4]!r} is not a number") from None
+            run.setdefault(parts[0], {})[parts[2]] = score
+    return {q: _top(docs, depth) for q, docs in run.items()}
+
+
+def irds_scoreddocs(collection: Collection, depth: int) -> dict:
+    import ir_datasets
+
+    if not collection.source.startswith("ir_datasets:"):
+        raise BenchError("first stage irds needs an ir_datasets dataset (one with scoreddocs)")
+    dataset = ir_datasets.load(collection.ref)
+    if not dataset.has_scoreddocs():
+        raise BenchError(f"{collection.ref} has no scoreddocs: use --first-stage bm25s")
+    run: dict[str, dict[str, float]] = {}
+    for sd in dataset.scoreddocs_iter():
+        run.setdefault(sd.query_id, {})[sd.doc_id] = float(sd.score)
+    return {q: _top(docs, depth) for q, docs in run.items()}
+
+
+def write_trec_run(run: dict, path: Path, tag: str) -> None:
+    lines = []
+    for q, docs in run.items():
+        for rank, (d, s) in enumerate(sorted(docs.items(), key=lambda kv: (-kv[1], kv[0])), 1):
+            lines.append(f"{q} Q0 {d} {rank} {s:.6f} {tag}")
+    atomic_write_text(path, "\n".join(lines) + "\n")

@@ -1,0 +1,99 @@
+"""The reranking stage: a cross-encoder ("[CLS] query [SEP] document [SEP]", linear head on the
+first token) trained on groups of one positive and n-1 first-stage negatives."""
+from __future__ import annotations
+
+import random
+import time
+
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from .data import Collection
+
+
+class CrossEncoder(nn.Module):
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(backbone.config.hidden_size, 1)
+        nn.init.normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, **encoded) -> torch.Tensor:
+        return self.head(self.backbone(**encoded).last_hidden_state[:, 0]).squeeze(-1)
+
+
+def training_groups(train: Collection, candidates: dict, group_size: int, rng: random.Random,
+                    max_queries: int | None = None) -> list[tuple[str, str, list[str]]]:
+    """One group (query, positive, negatives) per judged query; negatives from the first stage's
+    unjudged-or-irrelevant candidates, topped up with random corpus documents if too few."""
+    doc_ids = list(train.corpus)
+    query_ids = [q for q in train.queries if any(g > 0 for g in train.qrels[q].values())]
+    rng.shuffle(query_ids)
+    if max_queries:
+        query_ids = query_ids[:max_queries]
+    groups = []
+    for q in query_ids:
+        positives = [d for d, g in train.qrels[q].items() if g > 0 and d in train.corpus]
+        if not positives:
+            continue
+        pool = [d for d in candidates.get(q, {}) if train.qrels[q].get(d, 0) <= 0]
+        negatives = rng.sample(pool, min(len(pool), group_size - 1))
+        while len(negatives) < group_size - 1:
+            d = rng.choice(doc_ids)
+            if train.qrels[q].get(d, 0) <= 0 and d not in negatives:
+                negatives.append(d)
+        groups.append((q, rng.choice(positives), negatives))
+    return groups
+
+
+def group_batches(groups, train: Collection, tokenizer, batch_queries: int, max_length: int):
+    """A callable step -> tokenised batch of ``batch_queries`` groups (cycling through epochs)."""
+    def batch(step: int) -> dict:
+        start = (step * batch_queries) % len(groups)
+        chosen = [groups[(start + i) % len(groups)] for i in range(batch_queries)]
+        queries, docs = [], []
+        for q, pos, negs in chosen:
+            for d in [pos] + negs:
+                queries.append(train.queries[q])
+                docs.append(train.corpus[d])
+        encoded = tokenizer(queries, docs, truncation="longest_first", max_length=max_length,
+                            padding=True, return_tensors="pt")
+        encoded["group_size"] = 1 + len(chosen[0][2])
+        return dict(encoded)
+    return batch
+
+
+def group_loss(kind: str):
+    def loss(model, batch) -> torch.Tensor:
+        group_size = batch.pop("group_size")
+        scores = model(**batch).view(-1, group_size).float()
+        if kind == "bce":
+            labels = torch.zeros_like(scores)
+            labels[:, 0] = 1.0
+            return nn.functional.binary_cross_entropy_with_logits(scores, labels)
+        return nn.functional.cross_entropy(scores, torch.zeros(len(scores), dtype=torch.long, device=scores.device))
+    return loss
+
+
+@torch.no_grad()
+def rerank(model, tokenizer, collection: Collection, candidates: dict, depth: int, batch_size: int,
+           max_length: int, device, desc: str = "rerank") -> tuple[dict, dict]:
+    """Score the top-``depth`` candidates of every query; batches sorted by length (little padding)."""
+    model.eval()
+    pairs = [(q, d) for q in collection.queries for d in list(candidates.get(q, {}))[:depth]
+             if d in collection.corpus]
+    lengths = [len(collection.queries[q]) + len(collection.corpus[d]) for q, d in pairs]
+    order = sorted(range(len(pairs)), key=lambda i: lengths[i])
+    run: dict[str, dict[str, float]] = {q: {} for q in collection.queries}
+    start = time.perf_counter()
+    for i in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
+        chunk = [pairs[j] for j in order[i:i + batch_size]]
+        encoded = tokenizer([collection.queries[q] for q, _ in chunk], [collection.corpus[d] for _, d in chunk],
+                            truncation="longest_first", max_length=max_length, padding=True, return_tensors="pt")
+        scores = model(**{k: v.to(device) for k, v in encoded.items()}).float().cpu().tolist()
+        for (q, d), s in zip(chunk, scores):
+            run[q][d] = s
+    seconds = time.perf_counter() - start
+    return run, {"pairs": len(pairs), "eval_s": seconds, "pairs_per_s": len(pairs) / max(seconds, 1e-9)}

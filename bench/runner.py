@@ -1,0 +1,63 @@
+"""``bench run``: expand the suite into cells, run those not done, print the leaderboard."""
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from . import store
+from methods import BudgetUnreachable
+
+from .errors import BenchError
+from .leaderboard import leaderboard
+from .suites import apply_overrides, expand, load_suite
+
+
+def run_from_cli(args) -> int:
+    suite = apply_overrides(load_suite(args.suite), args)
+    cells = expand(suite)
+    out = Path(args.out)
+    failed = run_cells(cells, out)
+    results = [json.loads((store.cell_dir(out, c["suite"], c["cell_id"]) / store.RESULT).read_text())
+               for c in cells if (store.cell_dir(out, c["suite"], c["cell_id"]) / store.RESULT).exists()]
+    print(f"\nsuite {suite['name']}: {len(cells)} cells, run store {out / suite['name']}")
+    print(leaderboard(results))
+    if failed:
+        print(f"{len(failed)} cell(s) failed: " + "; ".join(f"{c['method']} {c['budget']} seed {c['seed']}: {e}"
+                                                       for c, e in failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_cells(cells: list[dict], out: Path) -> list:
+    from .worker import run_cell
+
+    failed = []
+    bar = tqdm(cells, desc="cells", unit="cell")
+    for cell in bar:
+        directory = store.cell_dir(out, cell["suite"], cell["cell_id"])
+        label = f"{cell['method']} {cell['budget']} s{cell['seed']}"
+        if store.is_done(directory):
+            bar.write(f"skip {label} (done: {directory})")
+            continue
+        bar.set_postfix_str(label)
+        try:
+            run_cell(cell, out)
+        except BenchError:
+            raise
+        except BudgetUnreachable as exc:  # recorded, never silently run at another budget
+            store.write_json(directory / store.RESULT, {"status": "not_applicable", "error": str(exc),
+                                                        "cell_id": cell["cell_id"], "method": cell["method"],
+                                                        "config": cell})
+            bar.write(f"n/a  {label}: {exc}")  # a user error (bad dataset, model) would fail every cell alike
+        except Exception as exc:  # one broken cell must not stop the grid
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            store.write_json(directory / store.RESULT, {"status": "failed", "error": error, "cell_id": cell["cell_id"],
+                                                        "method": cell["method"], "config": cell,
+                                                        "traceback": traceback.format_exc()})
+            failed.append((cell, error))
+            bar.write(f"FAILED {label}: {error}")
+    return failed

@@ -1,0 +1,69 @@
+"""The one training loop every stage uses: AdamW, linear warmup and decay, gradient clipping,
+accelerate for the device and mixed precision, a JSONL log of every step."""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_accelerator(mixed_precision: str = "no"):
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision)
+
+
+class Diverged(RuntimeError):
+    pass
+
+
+def train(model, batches, loss_fn, *, lr: float, steps: int, accelerator, log_path: Path,
+          warmup_ratio: float = 0.1, weight_decay: float = 0.01, grad_clip: float = 1.0,
+          desc: str = "train") -> dict:
+    """Run ``steps`` optimisation steps over ``batches`` (a callable step -> batch) and return stats."""
+    from transformers import get_linear_schedule_with_warmup
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(warmup_ratio * steps), steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    model.train()
+    losses, start = [], time.perf_counter()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = log_path.with_name(log_path.name + ".tmp")
+    with tmp.open("w") as log, tqdm(range(steps), desc=desc, leave=False) as bar:
+        for step in bar:
+            batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batches(step).items()}
+            with accelerator.autocast():
+                loss = loss_fn(model, batch)
+            if not torch.isfinite(loss):
+                raise Diverged(f"non-finite loss {loss.item()} at step {step}")
+            accelerator.backward(loss)
+            grad_norm = accelerator.clip_grad_norm_(params, grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            log.write(json.dumps({"step": step + 1, "loss": losses[-1], "lr": scheduler.get_last_lr()[0],
+                                  "grad_norm": float(grad_norm)}) + "\n")
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    tmp.replace(log_path)
+    model.eval()
+    return {"steps": steps, "train_s": time.perf_counter() - start,
+            "loss_first": float(np.mean(losses[: max(1, steps // 10)])),
+            "loss_last": float(np.mean(losses[-max(1, steps // 10):]))}

@@ -1,0 +1,113 @@
+"""One grid cell: data -> candidates -> model -> method -> train -> evaluate -> run store."""
+from __future__ import annotations
+
+import random
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import methods
+
+from . import environment, store
+from .data import Collection, load_collection
+from .evaluate import RERANK_METRICS, evaluate_run
+from .firststage import candidates, write_trec_run
+from .rerank import CrossEncoder, group_batches, group_loss, rerank, training_groups
+from .suites import FIRST_STAGE
+from .train import make_accelerator, seed_everything, train
+
+
+@lru_cache(maxsize=8)
+def collection(ref: str) -> Collection:
+    return load_collection(ref)
+
+
+def _limit(coll: Collection, max_queries: int | None, seed: int = 0) -> Collection:
+    if not max_queries or len(coll.queries) <= max_queries:
+        return coll
+    chosen = sorted(random.Random(seed).sample(sorted(coll.queries), max_queries))
+    return Collection(ref=coll.ref, corpus=coll.corpus, queries={q: coll.queries[q] for q in chosen},
+                      qrels={q: coll.qrels[q] for q in chosen}, fingerprint=coll.fingerprint,
+                      relevance_level=coll.relevance_level, source=coll.source)
+
+
+def _candidates(cell: dict, coll: Collection, cache: Path, depth: int) -> dict:
+    first = cell["first_stage"]
+    settings = {k: v for k, v in first.items() if k not in ("backend", "depth")} or None
+    return candidates(coll, first["backend"], depth, cache, settings)
+
+
+def _safe(ref: str) -> str:
+    return ref.replace("/", "__")
+
+
+def _evaluate_all(cell, out_dir: Path, cache: Path, score_run) -> dict:
+    """Evaluate on every eval dataset: metrics, per-query metrics and the TREC run per dataset."""
+    metrics, per_query, timing = {}, {}, {}
+    for ref in cell["datasets"]["eval"]:
+        coll = _limit(collection(ref), cell["eval"].get("max_queries"))
+        cands = _candidates(cell, coll, cache, cell["eval"]["depth"])
+        run, timing[ref] = score_run(coll, cands)
+        metrics[ref], per_query[ref] = evaluate_run(coll.qrels, run, RERANK_METRICS, coll.relevance_level)
+        write_trec_run(run, out_dir / f"run.{_safe(ref)}.trec", cell["method"])
+    store.write_json(out_dir / "per_query.json", per_query)
+    return {"metrics": metrics, "eval": timing}
+
+
+def run_cell(cell: dict, out: Path) -> dict:
+    out_dir = store.cell_dir(out, cell["suite"], cell["cell_id"])
+    cache = Path(out) / "_cache"
+    store.write_json(out_dir / "config.json", cell)
+    started = time.perf_counter()
+    if cell["method"] == FIRST_STAGE:
+        result = _evaluate_all(cell, out_dir, cache, lambda coll, cands: (cands, {"pairs": 0}))
+        record, device, train_stats = None, "cpu", {}
+    else:
+        result, record, device, train_stats = _train_and_rerank(cell, out_dir, cache)
+    result.update({
+        "status": "done", "cell_id": cell["cell_id"], "suite": cell["suite"], "stage": cell["stage"],
+        "method": cell["method"], "budget": cell["budget"], "seed": cell["seed"],
+        "datasets": cell["datasets"], "first_stage": cell["first_stage"],
+        "knobs": record.knobs if record else {}, "trainable": record.trainable if record else 0,
+        "backbone": record.backbone if record else 0, "pct": record.pct if record else 0.0,
+        "head": record.head if record else 0, "model": cell.get("model"),
+        "train": train_stats, "times": {"total_s": time.perf_counter() - started,
+                                        "train_s": train_stats.get("train_s", 0.0)},
+        "peak_memory_mb": environment.peak_memory_mb(device), "device": environment.device_name(device),
+        "versions": environment.versions(), "git_commit": environment.git_commit(),
+        "dataset_fingerprints": {ref: collection(ref).fingerprint for ref in cell["datasets"]["eval"]},
+        "config": cell,
+    })
+    store.write_json(out_dir / store.RESULT, result)
+    return result
+
+
+def _train_and_rerank(cell: dict, out_dir: Path, cache: Path):
+    from .models import load_backbone
+
+    seed_everything(cell["seed"])
+    tokenizer, backbone = load_backbone(cell["model"], seed=cell["seed"])
+    model = CrossEncoder(backbone)
+    record = methods.apply(model, cell["method"], budget_pct=None if cell["budget"] == "native" else cell["budget"])
+    accelerator = make_accelerator(cell.get("mixed_precision", "no"))
+    settings = cell["train"]
+
+    train_coll = collection(cell["datasets"]["train"])
+    train_cands = _candidates(cell, train_coll, cache, cell["first_stage"]["depth"])
+    groups = training_groups(train_coll, train_cands, settings["group_size"], random.Random(cell["seed"]),
+                             settings.get("max_queries"))
+    steps = settings.get("steps") or max(1, settings.get("epochs", 1) * len(groups) // settings["batch_queries"])
+    stats = train(model, group_batches(groups, train_coll, tokenizer, settings["batch_queries"], settings["max_length"]),
+                  group_loss(settings.get("loss", "softmax")), lr=settings["lr"], steps=steps,
+                  accelerator=accelerator, log_path=out_dir / "train_log.jsonl",
+                  warmup_ratio=settings["warmup_ratio"], weight_decay=settings["weight_decay"],
+                  grad_clip=settings["grad_clip"], desc=f"train {cell['method']}")
+    stats["groups"] = len(groups)
+    model = accelerator.unwrap_model(model)
+    methods.save(model, out_dir / "trainable")
+    evaluation = cell["eval"]
+
+    def score(coll, cands):
+        return rerank(model, tokenizer, coll, cands, evaluation["depth"], evaluation["batch_size"],
+                      evaluation["max_length"], accelerator.device, desc=f"rerank {cell['method']}")
+    return _evaluate_all(cell, out_dir, cache, score), record, accelerator.device, stats
