@@ -20,6 +20,7 @@ def run_from_cli(args) -> int:
     suite = apply_overrides(load_suite(args.suite), args)
     cells = expand(suite)
     out = Path(args.out)
+    _check_datasets(cells)
     failed = run_cells(cells, out)
     results = [json.loads((store.cell_dir(out, c["suite"], c["cell_id"]) / store.RESULT).read_text())
                for c in cells if (store.cell_dir(out, c["suite"], c["cell_id"]) / store.RESULT).exists()]
@@ -30,6 +31,15 @@ def run_from_cli(args) -> int:
                                                        for c, e in failed), file=sys.stderr)
         return 1
     return 0
+
+
+def _check_datasets(cells: list[dict]) -> None:
+    """Load every dataset once before any cell starts: a bad file stops the run before anything is written."""
+    from .worker import collection
+
+    refs = {c["datasets"]["train"] for c in cells if c["method"] != "bm25" and c["datasets"]["train"]}
+    for ref in sorted(refs | {r for c in cells for r in c["datasets"]["eval"]}):
+        collection(ref)
 
 
 def run_cells(cells: list[dict], out: Path) -> list:

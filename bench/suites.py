@@ -14,7 +14,7 @@ from .errors import BenchError
 FIRST_STAGE = "bm25"
 DEFAULT_TRAIN = {"steps": None, "epochs": 1, "batch_queries": 4, "group_size": 4, "max_length": 192,
                  "max_queries": None, "loss": "softmax", "warmup_ratio": 0.1, "weight_decay": 0.01,
-                 "grad_clip": 1.0, "lr": {"default": 1e-3, "full": 3e-5}}
+                 "grad_clip": 1.0, "head_lr": 1e-3, "lr": {"default": 1e-3, "full": 3e-5}}
 DEFAULT_EVAL = {"depth": 100, "max_queries": None, "batch_size": 64, "max_length": 256}
 
 

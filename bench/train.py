@@ -31,15 +31,18 @@ class Diverged(RuntimeError):
 
 def train(model, batches, loss_fn, *, lr: float, steps: int, accelerator, log_path: Path,
           warmup_ratio: float = 0.1, weight_decay: float = 0.01, grad_clip: float = 1.0,
-          desc: str = "train") -> dict:
+          desc: str = "train", head_params=(), head_lr: float | None = None) -> dict:
     """Run ``steps`` optimisation steps over ``batches`` (a callable step -> batch) and return stats."""
     from transformers import get_linear_schedule_with_warmup
 
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    head_ids = {id(p) for p in head_params} if head_lr else set()
+    body = [p for p in params if id(p) not in head_ids]
+    groups = [{"params": [p for p in body if p.ndim >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in body if p.ndim < 2], "weight_decay": 0.0}]
+    if head_ids:  # a freshly initialised head learns at its own rate (full fine-tuning uses a tiny lr)
+        groups.append({"params": [p for p in params if id(p) in head_ids], "weight_decay": 0.0, "lr": head_lr})
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(warmup_ratio * steps), steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     model.train()

@@ -101,7 +101,8 @@ def _train_and_rerank(cell: dict, out_dir: Path, cache: Path):
                   group_loss(settings.get("loss", "softmax")), lr=settings["lr"], steps=steps,
                   accelerator=accelerator, log_path=out_dir / "train_log.jsonl",
                   warmup_ratio=settings["warmup_ratio"], weight_decay=settings["weight_decay"],
-                  grad_clip=settings["grad_clip"], desc=f"train {cell['method']}")
+                  grad_clip=settings["grad_clip"], desc=f"train {cell['method']}",
+                  head_params=list(model.head.parameters()), head_lr=settings.get("head_lr"))
     stats["groups"] = len(groups)
     model = accelerator.unwrap_model(model)
     methods.save(model, out_dir / "trainable")
