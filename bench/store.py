@@ -3,24 +3,15 @@ renamed, so a reader never sees half a file and a cell counts as done only once 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from methods.io import atomic_write
 
 RESULT = "result.json"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def write_json(path: Path, data) -> None:
