@@ -24,6 +24,12 @@ class CrossEncoder(nn.Module):
         return self.head(self.backbone(**encoded).last_hidden_state[:, 0]).squeeze(-1)
 
 
+def encode_pairs(tokenizer, queries: list[str], docs: list[str], max_length: int):
+    """"[CLS] query [SEP] document [SEP]", padded to the longest pair of the batch."""
+    return tokenizer(queries, docs, truncation="longest_first", max_length=max_length, padding=True,
+                     return_tensors="pt")
+
+
 def training_groups(train: Collection, candidates: dict, group_size: int, rng: random.Random,
                     max_queries: int | None = None) -> list[tuple[str, str, list[str]]]:
     """One group (query, positive, negatives) per judged query; negatives from the first stage's
@@ -58,8 +64,7 @@ def group_batches(groups, train: Collection, tokenizer, batch_queries: int, max_
             for d in [pos] + negs:
                 queries.append(train.queries[q])
                 docs.append(train.corpus[d])
-        encoded = tokenizer(queries, docs, truncation="longest_first", max_length=max_length,
-                            padding=True, return_tensors="pt")
+        encoded = encode_pairs(tokenizer, queries, docs, max_length)
         encoded["group_size"] = 1 + len(chosen[0][2])
         return dict(encoded)
     return batch
@@ -90,8 +95,8 @@ def rerank(model, tokenizer, collection: Collection, candidates: dict, depth: in
     start = time.perf_counter()
     for i in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
         chunk = [pairs[j] for j in order[i:i + batch_size]]
-        encoded = tokenizer([collection.queries[q] for q, _ in chunk], [collection.corpus[d] for _, d in chunk],
-                            truncation="longest_first", max_length=max_length, padding=True, return_tensors="pt")
+        encoded = encode_pairs(tokenizer, [collection.queries[q] for q, _ in chunk],
+                               [collection.corpus[d] for _, d in chunk], max_length)
         scores = model(**{k: v.to(device) for k, v in encoded.items()}).float().cpu().tolist()
         for (q, d), s in zip(chunk, scores):
             run[q][d] = s

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from . import store
 from methods import BudgetUnreachable
 
+from . import store
 from .errors import BenchError
 from .leaderboard import leaderboard
-from .suites import apply_overrides, expand, load_suite
+from .suites import FIRST_STAGE, apply_overrides, expand, load_suite
 
 
 def run_from_cli(args) -> int:
@@ -37,7 +37,7 @@ def _check_datasets(cells: list[dict]) -> None:
     """Load every dataset once before any cell starts: a bad file stops the run before anything is written."""
     from .worker import collection
 
-    refs = {c["datasets"]["train"] for c in cells if c["method"] != "bm25" and c["datasets"]["train"]}
+    refs = {c["datasets"]["train"] for c in cells if c["method"] != FIRST_STAGE and c["datasets"]["train"]}
     for ref in sorted(refs | {r for c in cells for r in c["datasets"]["eval"]}):
         collection(ref)
 
@@ -57,12 +57,12 @@ def run_cells(cells: list[dict], out: Path) -> list:
         try:
             run_cell(cell, out)
         except BenchError:
-            raise
+            raise  # a user error (bad dataset, model) would fail every cell alike
         except BudgetUnreachable as exc:  # recorded, never silently run at another budget
             store.write_json(directory / store.RESULT, {"status": "not_applicable", "error": str(exc),
                                                         "cell_id": cell["cell_id"], "method": cell["method"],
                                                         "config": cell})
-            bar.write(f"n/a  {label}: {exc}")  # a user error (bad dataset, model) would fail every cell alike
+            bar.write(f"n/a  {label}: {exc}")
         except Exception as exc:  # one broken cell must not stop the grid
             error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             store.write_json(directory / store.RESULT, {"status": "failed", "error": error, "cell_id": cell["cell_id"],
