@@ -20,7 +20,7 @@ def run_from_cli(args) -> int:
     suite = apply_overrides(load_suite(args.suite), args)
     cells = expand(suite)
     out = Path(args.out)
-    _check_datasets(cells)
+    _check_inputs(cells)
     failed = run_cells(cells, out)
     results = [json.loads((store.cell_dir(out, c["suite"], c["cell_id"]) / store.RESULT).read_text())
                for c in cells if (store.cell_dir(out, c["suite"], c["cell_id"]) / store.RESULT).exists()]
@@ -33,10 +33,14 @@ def run_from_cli(args) -> int:
     return 0
 
 
-def _check_datasets(cells: list[dict]) -> None:
-    """Load every dataset once before any cell starts: a bad file stops the run before anything is written."""
+def _check_inputs(cells: list[dict]) -> None:
+    """Load every dataset and model config once before any cell starts: bad input stops the run
+    before anything is written."""
+    from .models import load_config
     from .worker import collection
 
+    for model in sorted({c["model"] for c in cells if "model" in c}):
+        load_config(model)
     refs = {c["datasets"]["train"] for c in cells if c["method"] != FIRST_STAGE and c["datasets"]["train"]}
     for ref in sorted(refs | {r for c in cells for r in c["datasets"]["eval"]}):
         collection(ref)
