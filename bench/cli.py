@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--datasets", default=None, help="comma-separated dataset names, paths or ir_datasets ids")
     r.add_argument("--first-stage", default=None, help="bm25s, pyserini, or a TREC run file")
     r.add_argument("--model", default=None, help="override the suite's backbone")
+    r.add_argument("--precision", default=None, choices=["no", "bf16", "fp16", "auto"],
+                   help="mixed precision (auto: bf16 where the device computes it natively)")
     r.add_argument("--max-steps", type=int, default=None, help="override the training steps")
     r.add_argument("--out", default="runs", help="run store directory (default: runs)")
     r.set_defaults(func=_run_command)

@@ -48,3 +48,26 @@ def peak_memory_mb(device) -> float:
     if str(device).startswith("cuda"):
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak (KiB on Linux)
+
+
+PRECISIONS = ("no", "bf16", "fp16", "auto")
+
+
+def resolve_precision(value: str) -> str:
+    """``auto`` -> bf16 where this machine computes it natively (CUDA with bf16, or a CPU with AMX or
+    AVX512-BF16, where it is about twice as fast as fp32), else ``no``. Other values pass through."""
+    import torch
+
+    value = str(value)
+    if value not in PRECISIONS:
+        from .errors import BenchError
+        raise BenchError(f"mixed precision {value!r}: choose one of {', '.join(PRECISIONS)}")
+    if value != "auto":
+        return value
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    try:
+        native = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    except AttributeError:  # private probes; absent in some torch builds
+        native = False
+    return "bf16" if native else "no"

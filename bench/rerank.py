@@ -2,6 +2,7 @@
 first token) trained on groups of one positive and n-1 first-stage negatives."""
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 
@@ -30,20 +31,23 @@ def encode_pairs(tokenizer, queries: list[str], docs: list[str], max_length: int
                      return_tensors="pt")
 
 
-def training_groups(train: Collection, candidates: dict, group_size: int, rng: random.Random,
-                    max_queries: int | None = None) -> list[tuple[str, str, list[str]]]:
-    """One group (query, positive, negatives) per judged query; negatives from the first stage's
-    unjudged-or-irrelevant candidates, topped up with random corpus documents if too few."""
-    doc_ids = list(train.corpus)
-    query_ids = [q for q in train.queries if any(g > 0 for g in train.qrels[q].values())]
+def training_queries(train: Collection, rng: random.Random, max_queries: int | None = None) -> list[str]:
+    """The judged queries training draws from (a fixed, seeded subset when ``max_queries`` is set)."""
+    query_ids = [q for q in train.queries if any(g > 0 and d in train.corpus for d, g in train.qrels[q].items())]
     rng.shuffle(query_ids)
-    if max_queries:
-        query_ids = query_ids[:max_queries]
+    return query_ids[:max_queries] if max_queries else query_ids
+
+
+def training_groups(train: Collection, candidates: dict, query_ids: list[str], group_size: int,
+                    rng: random.Random) -> list[tuple[str, str, list[str]]]:
+    """One group (query, positive, negatives) per query, in a shuffled order; negatives from the first
+    stage's unjudged-or-irrelevant candidates, topped up with random corpus documents if too few."""
+    doc_ids = list(train.corpus)
+    order = list(query_ids)
+    rng.shuffle(order)
     groups = []
-    for q in query_ids:
+    for q in order:
         positives = [d for d, g in train.qrels[q].items() if g > 0 and d in train.corpus]
-        if not positives:
-            continue
         pool = [d for d in candidates.get(q, {}) if train.qrels[q].get(d, 0) <= 0]
         negatives = rng.sample(pool, min(len(pool), group_size - 1))
         while len(negatives) < group_size - 1:
@@ -54,18 +58,40 @@ def training_groups(train: Collection, candidates: dict, group_size: int, rng: r
     return groups
 
 
-def group_batches(groups, train: Collection, tokenizer, batch_queries: int, max_length: int):
-    """A callable step -> tokenised batch of ``batch_queries`` groups (cycling through epochs)."""
+class EpochGroups:
+    """Training groups drawn afresh every epoch: a new order, positive and negatives per query, so a
+    second epoch does not replay the first. Seeded per (seed, epoch): reruns give the same groups."""
+
+    def __init__(self, train: Collection, candidates: dict, group_size: int, seed: int,
+                 max_queries: int | None = None):
+        self.train, self.candidates, self.group_size, self.seed = train, candidates, group_size, seed
+        self.query_ids = training_queries(train, random.Random(seed), max_queries)
+        self._epoch, self._groups = -1, []
+
+    def __len__(self) -> int:
+        return len(self.query_ids)
+
+    def epoch(self, epoch: int) -> list[tuple[str, str, list[str]]]:
+        if epoch != self._epoch:
+            rng = random.Random(self.seed * 1_000_003 + epoch)
+            self._epoch, self._groups = epoch, training_groups(self.train, self.candidates, self.query_ids,
+                                                               self.group_size, rng)
+        return self._groups
+
+
+def group_batches(groups: EpochGroups, train: Collection, tokenizer, batch_queries: int, max_length: int):
+    """A callable step -> tokenised batch of ``batch_queries`` consecutive groups; the epoch is given by
+    the position, so any step can be rebuilt on its own."""
     def batch(step: int) -> dict:
-        start = (step * batch_queries) % len(groups)
-        chosen = [groups[(start + i) % len(groups)] for i in range(batch_queries)]
-        queries, docs = [], []
-        for q, pos, negs in chosen:
+        queries, docs, size = [], [], 0
+        for position in range(step * batch_queries, (step + 1) * batch_queries):
+            q, pos, negs = groups.epoch(position // len(groups))[position % len(groups)]
+            size = 1 + len(negs)
             for d in [pos] + negs:
                 queries.append(train.queries[q])
                 docs.append(train.corpus[d])
         encoded = encode_pairs(tokenizer, queries, docs, max_length)
-        encoded["group_size"] = 1 + len(chosen[0][2])
+        encoded["group_size"] = size
         return dict(encoded)
     return batch
 
@@ -84,7 +110,7 @@ def group_loss(kind: str):
 
 @torch.no_grad()
 def rerank(model, tokenizer, collection: Collection, candidates: dict, depth: int, batch_size: int,
-           max_length: int, device, desc: str = "rerank") -> tuple[dict, dict]:
+           max_length: int, device, desc: str = "rerank", autocast=contextlib.nullcontext) -> tuple[dict, dict]:
     """Score the top-``depth`` candidates of every query; batches sorted by length (little padding)."""
     model.eval()
     pairs = [(q, d) for q in collection.queries for d in list(candidates.get(q, {}))[:depth]
@@ -97,7 +123,8 @@ def rerank(model, tokenizer, collection: Collection, candidates: dict, depth: in
         chunk = [pairs[j] for j in order[i:i + batch_size]]
         encoded = encode_pairs(tokenizer, [collection.queries[q] for q, _ in chunk],
                                [collection.corpus[d] for _, d in chunk], max_length)
-        scores = model(**{k: v.to(device) for k, v in encoded.items()}).float().cpu().tolist()
+        with autocast():
+            scores = model(**{k: v.to(device) for k, v in encoded.items()}).float().cpu().tolist()
         for (q, d), s in zip(chunk, scores):
             run[q][d] = s
     seconds = time.perf_counter() - start

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from . import environment
 from .errors import BenchError
 
 FIRST_STAGE = "bm25"
@@ -64,6 +65,8 @@ def apply_overrides(suite: dict, args) -> dict:
         suite.setdefault("first_stage", {})["backend"] = args.first_stage
     if getattr(args, "model", None):
         suite["model"] = args.model
+    if getattr(args, "precision", None):
+        suite["mixed_precision"] = args.precision
     if getattr(args, "max_steps", None):
         suite.setdefault("train", {})["steps"] = args.max_steps
     for budget in suite.get("budgets", []):
@@ -102,6 +105,7 @@ def expand(suite: dict) -> list[dict]:
     train = {**DEFAULT_TRAIN, **suite.get("train", {})}
     evaluation = {**DEFAULT_EVAL, **suite.get("eval", {})}
     first = {"backend": "bm25s", "depth": evaluation["depth"], **suite.get("first_stage", {})}
+    precision = environment.resolve_precision(suite.get("mixed_precision", "no"))
     cells = []
     for dataset in suite["datasets"]:
         if not isinstance(dataset, dict) or "eval" not in dataset:
@@ -120,7 +124,7 @@ def expand(suite: dict) -> list[dict]:
                         train["lr"].get(name, train["lr"].get("default", 1e-3))
                     cells.append({**base, "method": name, "budget": str(budget), "seed": int(seed),
                                   "model": suite.get("model", "minilm"),
-                                  "mixed_precision": suite.get("mixed_precision", "no"),
+                                  "mixed_precision": precision,
                                   "train": {**train, "lr": float(lr)}})
     for cell in cells:
         cell["cell_id"] = cell_id(cell)

@@ -10,9 +10,10 @@ import methods
 
 from . import environment, store
 from .data import Collection, load_collection
+from .errors import BenchError
 from .evaluate import RERANK_METRICS, evaluate_run
 from .firststage import candidates, write_trec_run
-from .rerank import CrossEncoder, group_batches, group_loss, rerank, training_groups
+from .rerank import CrossEncoder, EpochGroups, group_batches, group_loss, rerank
 from .suites import FIRST_STAGE
 from .train import make_accelerator, seed_everything, train
 
@@ -94,8 +95,10 @@ def _train_and_rerank(cell: dict, out_dir: Path, cache: Path):
 
     train_coll = collection(cell["datasets"]["train"])
     train_cands = _candidates(cell, train_coll, cache, cell["first_stage"]["depth"])
-    groups = training_groups(train_coll, train_cands, settings["group_size"], random.Random(cell["seed"]),
-                             settings.get("max_queries"))
+    groups = EpochGroups(train_coll, train_cands, settings["group_size"], cell["seed"], settings.get("max_queries"))
+    if not len(groups):
+        raise BenchError(f"{cell['datasets']['train']}: no query has a judged relevant document in the corpus; "
+                         "training needs at least one")
     steps = settings.get("steps") or max(1, settings.get("epochs", 1) * len(groups) // settings["batch_queries"])
     stats = train(model, group_batches(groups, train_coll, tokenizer, settings["batch_queries"], settings["max_length"]),
                   group_loss(settings.get("loss", "softmax")), lr=settings["lr"], steps=steps,
@@ -110,5 +113,6 @@ def _train_and_rerank(cell: dict, out_dir: Path, cache: Path):
 
     def score(coll, cands):
         return rerank(model, tokenizer, coll, cands, evaluation["depth"], evaluation["batch_size"],
-                      evaluation["max_length"], accelerator.device, desc=f"rerank {cell['method']}")
+                      evaluation["max_length"], accelerator.device, desc=f"rerank {cell['method']}",
+                      autocast=accelerator.autocast)
     return _evaluate_all(cell, out_dir, cache, score), record, accelerator.device, stats
