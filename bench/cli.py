@@ -66,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=_list_command)
 
     r = sub.add_parser("run", help="run a suite's grid of cells and print its leaderboard")
-    r.add_argument("--suite", default="smoke")
+    r.add_argument("--suite", default=None, help="suite name or YAML path (default: smoke, or smoke-dense "
+                   "with --stage dense)")
+    r.add_argument("--stage", default=None, help="rerank, dense, or both comma-separated (overrides the suite's)")
+    r.add_argument("--separate-towers", action="store_true",
+                   help="dense stage: separate query and document encoders (default: one shared encoder)")
     r.add_argument("--methods", default=None, help="all, or comma-separated names (bm25 = first stage only)")
     r.add_argument("--budgets", default=None, help="comma-separated percentages, paper:0.5 style presets")
     r.add_argument("--seeds", default=None, help="comma-separated integers")

@@ -18,14 +18,16 @@ def leaderboard(results: list[dict]) -> str:
         if r.get("status") != "done":
             continue
         for ref, metrics in r["metrics"].items():
-            key = (ref, r["method"], r["budget"])
+            key = (ref, r.get("stage", "rerank"), r["method"], r["budget"])
             groups.setdefault(key, []).append((r, metrics))
     rows = []
-    for (ref, method, budget), items in groups.items():
+    for (ref, stage, method, budget), items in groups.items():
         first = items[0][0]
-        rows.append([ref, method, budget if method != "bm25" else "-",
-                     f"{first['pct']:.3f}" if method != "bm25" else "-",
+        fixed = method in ("bm25", "none")
+        rows.append([ref, stage, method, budget if not fixed else "-",
+                     f"{first['pct']:.3f}" if not fixed else "-",
                      _fmt([m["ndcg@10"] for _, m in items]), _fmt([m["mrr@10"] for _, m in items]),
                      len(items), f"{statistics.mean(r['times']['train_s'] for r, _ in items):.0f}s"])
-    rows.sort(key=lambda row: (row[0], -float(row[4].split("±")[0])))
-    return render(["dataset", "method", "budget", "% params", "nDCG@10", "MRR@10", "seeds", "train time"], rows)
+    rows.sort(key=lambda row: (row[0], row[1], -float(row[5].split("±")[0])))
+    return render(["dataset", "stage", "method", "budget", "% params", "nDCG@10", "MRR@10", "seeds", "train time"],
+                  rows)

@@ -3,7 +3,6 @@ first token) trained on groups of one positive and n-1 first-stage negatives."""
 from __future__ import annotations
 
 import contextlib
-import random
 import time
 
 import torch
@@ -11,6 +10,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .data import Collection
+from .sampling import EpochGroups
 
 
 class CrossEncoder(nn.Module):
@@ -31,61 +31,11 @@ def encode_pairs(tokenizer, queries: list[str], docs: list[str], max_length: int
                      return_tensors="pt")
 
 
-def training_queries(train: Collection, rng: random.Random, max_queries: int | None = None) -> list[str]:
-    """The judged queries training draws from (a fixed, seeded subset when ``max_queries`` is set)."""
-    query_ids = [q for q in train.queries if any(g > 0 and d in train.corpus for d, g in train.qrels[q].items())]
-    rng.shuffle(query_ids)
-    return query_ids[:max_queries] if max_queries else query_ids
-
-
-def training_groups(train: Collection, candidates: dict, query_ids: list[str], group_size: int,
-                    rng: random.Random) -> list[tuple[str, str, list[str]]]:
-    """One group (query, positive, negatives) per query, in a shuffled order; negatives from the first
-    stage's unjudged-or-irrelevant candidates, topped up with random corpus documents if too few."""
-    doc_ids = list(train.corpus)
-    order = list(query_ids)
-    rng.shuffle(order)
-    groups = []
-    for q in order:
-        positives = [d for d, g in train.qrels[q].items() if g > 0 and d in train.corpus]
-        pool = [d for d in candidates.get(q, {}) if train.qrels[q].get(d, 0) <= 0]
-        negatives = rng.sample(pool, min(len(pool), group_size - 1))
-        while len(negatives) < group_size - 1:
-            d = rng.choice(doc_ids)
-            if train.qrels[q].get(d, 0) <= 0 and d not in negatives:
-                negatives.append(d)
-        groups.append((q, rng.choice(positives), negatives))
-    return groups
-
-
-class EpochGroups:
-    """Training groups drawn afresh every epoch: a new order, positive and negatives per query, so a
-    second epoch does not replay the first. Seeded per (seed, epoch): reruns give the same groups."""
-
-    def __init__(self, train: Collection, candidates: dict, group_size: int, seed: int,
-                 max_queries: int | None = None):
-        self.train, self.candidates, self.group_size, self.seed = train, candidates, group_size, seed
-        self.query_ids = training_queries(train, random.Random(seed), max_queries)
-        self._epoch, self._groups = -1, []
-
-    def __len__(self) -> int:
-        return len(self.query_ids)
-
-    def epoch(self, epoch: int) -> list[tuple[str, str, list[str]]]:
-        if epoch != self._epoch:
-            rng = random.Random(self.seed * 1_000_003 + epoch)
-            self._epoch, self._groups = epoch, training_groups(self.train, self.candidates, self.query_ids,
-                                                               self.group_size, rng)
-        return self._groups
-
-
 def group_batches(groups: EpochGroups, train: Collection, tokenizer, batch_queries: int, max_length: int):
-    """A callable step -> tokenised batch of ``batch_queries`` consecutive groups; the epoch is given by
-    the position, so any step can be rebuilt on its own."""
+    """A callable step -> tokenised pairs of ``batch_queries`` groups, positive first in each group."""
     def batch(step: int) -> dict:
         queries, docs, size = [], [], 0
-        for position in range(step * batch_queries, (step + 1) * batch_queries):
-            q, pos, negs = groups.epoch(position // len(groups))[position % len(groups)]
+        for q, pos, negs in groups.batch(step, batch_queries):
             size = 1 + len(negs)
             for d in [pos] + negs:
                 queries.append(train.queries[q])

@@ -17,7 +17,8 @@ from .suites import FIRST_STAGE, apply_overrides, expand, load_suite
 
 
 def run_from_cli(args) -> int:
-    suite = apply_overrides(load_suite(args.suite), args)
+    name = args.suite or ("smoke-dense" if getattr(args, "stage", None) == "dense" else "smoke")
+    suite = apply_overrides(load_suite(name), args)
     cells = expand(suite)
     out = Path(args.out)
     _check_inputs(cells)

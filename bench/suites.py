@@ -17,6 +17,11 @@ DEFAULT_TRAIN = {"steps": None, "epochs": 1, "batch_queries": 4, "group_size": 4
                  "max_queries": None, "loss": "softmax", "warmup_ratio": 0.1, "weight_decay": 0.01,
                  "grad_clip": 1.0, "head_lr": 1e-3, "lr": {"default": 1e-3, "full": 3e-5}}
 DEFAULT_EVAL = {"depth": 100, "max_queries": None, "batch_size": 64, "max_length": 256}
+ZERO_SHOT = "none"  # dense stage: the backbone evaluated as it is
+STAGES = ("rerank", "dense")
+STAGE_TRAIN = {"dense": {"temperature": 0.05, "query_max_length": 64}}
+STAGE_EVAL = {"dense": {"depth": 1000, "query_max_length": 64, "search": "torch"}}
+DEFAULT_ENCODER = {"pooling": "mean", "similarity": "cos", "separate_towers": False}
 
 
 def list_suites() -> list[str]:
@@ -36,9 +41,11 @@ def load_suite(name: str) -> dict:
         suite = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise BenchError(f"suite {where}: malformed YAML ({str(exc).splitlines()[0]})") from None
+    if isinstance(suite, dict) and suite.get("extends"):  # a variant of another suite: its keys win
+        suite = {**load_suite(suite.pop("extends")), **suite}
     if not isinstance(suite, dict) or "datasets" not in suite:
         raise BenchError(f"suite {where}: needs at least 'datasets' (see bench/suites/smoke.yaml)")
-    suite.setdefault("name", path.stem if path.exists() else name)
+    suite["name"] = suite.get("name") or (path.stem if path.exists() else name)
     return suite
 
 
@@ -65,6 +72,10 @@ def apply_overrides(suite: dict, args) -> dict:
         suite.setdefault("first_stage", {})["backend"] = args.first_stage
     if getattr(args, "model", None):
         suite["model"] = args.model
+    if getattr(args, "stage", None):
+        suite["stage"] = _csv(args.stage)
+    if getattr(args, "separate_towers", False):
+        suite.setdefault("encoder", {})["separate_towers"] = True
     if getattr(args, "precision", None):
         suite["mixed_precision"] = args.precision
     if getattr(args, "max_steps", None):
@@ -85,7 +96,7 @@ def _dataset_entry(text: str) -> dict:
 def method_names(spec) -> list[str]:
     import methods
 
-    known = methods.names() + [FIRST_STAGE]
+    known = [FIRST_STAGE, ZERO_SHOT] + methods.names()
     chosen = known if spec in (None, "all") else (_csv(spec) if isinstance(spec, str) else list(spec))
     for name in chosen:
         if name not in known:
@@ -93,39 +104,69 @@ def method_names(spec) -> list[str]:
     return chosen
 
 
+def stages_of(suite: dict) -> list[str]:
+    value = suite.get("stage", "rerank")
+    stages = _csv(value) if isinstance(value, str) else list(value)
+    for stage in stages:
+        if stage not in STAGES:
+            raise BenchError(f"unknown stage {stage!r}: choose from {', '.join(STAGES)}")
+    return stages
+
+
+def _stage_settings(suite: dict, stage: str) -> tuple[dict, dict, dict]:
+    """(train, eval, first stage) for one stage: defaults < the suite's < the suite's ``<stage>:`` section."""
+    section = suite.get(stage) or {}
+    train = {**DEFAULT_TRAIN, **STAGE_TRAIN.get(stage, {}), **suite.get("train", {}), **section.get("train", {})}
+    evaluation = {**DEFAULT_EVAL, **STAGE_EVAL.get(stage, {}), **suite.get("eval", {}), **section.get("eval", {})}
+    first = {"backend": "bm25s", "depth": evaluation["depth"], **suite.get("first_stage", {}),
+             **section.get("first_stage", {})}
+    return train, evaluation, first
+
+
 def cell_id(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def expand(suite: dict) -> list[dict]:
-    """Grid cells (resolved configs) in run order; BM25's cell first for each dataset."""
-    import methods
-
+    """Grid cells (resolved configs) in run order: per stage and dataset, BM25's cell first."""
     chosen = method_names(suite.get("methods", "all"))
-    train = {**DEFAULT_TRAIN, **suite.get("train", {})}
-    evaluation = {**DEFAULT_EVAL, **suite.get("eval", {})}
-    first = {"backend": "bm25s", "depth": evaluation["depth"], **suite.get("first_stage", {})}
+    stages = stages_of(suite)
+    if ZERO_SHOT in chosen and "dense" not in stages and suite.get("methods") not in (None, "all"):
+        raise BenchError(f"method {ZERO_SHOT!r} is the dense stage's zero-shot cell; add --stage dense")
     precision = environment.resolve_precision(suite.get("mixed_precision", "no"))
     cells = []
-    for dataset in suite["datasets"]:
-        if not isinstance(dataset, dict) or "eval" not in dataset:
-            raise BenchError(f"suite {suite['name']}: each dataset needs 'eval' (and 'train'): got {dataset!r}")
-        evals = dataset["eval"] if isinstance(dataset["eval"], list) else [dataset["eval"]]
-        base = {"suite": suite["name"], "stage": suite.get("stage", "rerank"), "first_stage": first,
-                "datasets": {"train": dataset.get("train"), "eval": evals}, "eval": evaluation}
-        cells.append({**base, "method": FIRST_STAGE, "budget": "native", "seed": 0})
-        for name in chosen:
-            if name == FIRST_STAGE:
-                continue
-            budgets = ["native"] if methods.get_method(name).fixed else suite.get("budgets", ["native"])
-            for budget in budgets:
-                for seed in suite.get("seeds", [13]):
-                    lr = train["lr"] if not isinstance(train["lr"], dict) else \
-                        train["lr"].get(name, train["lr"].get("default", 1e-3))
-                    cells.append({**base, "method": name, "budget": str(budget), "seed": int(seed),
-                                  "model": suite.get("model", "minilm"),
-                                  "mixed_precision": precision,
-                                  "train": {**train, "lr": float(lr)}})
+    for stage in stages:
+        train, evaluation, first = _stage_settings(suite, stage)
+        for dataset in suite["datasets"]:
+            if not isinstance(dataset, dict) or "eval" not in dataset:
+                raise BenchError(f"suite {suite['name']}: each dataset needs 'eval' (and 'train'): got {dataset!r}")
+            evals = dataset["eval"] if isinstance(dataset["eval"], list) else [dataset["eval"]]
+            base = {"suite": suite["name"], "stage": stage, "first_stage": first,
+                    "datasets": {"train": dataset.get("train"), "eval": evals}, "eval": evaluation}
+            cells.append({**base, "method": FIRST_STAGE, "budget": "native", "seed": 0})
+            cells.extend(_method_cells(suite, stage, base, chosen, train, precision))
     for cell in cells:
         cell["cell_id"] = cell_id(cell)
     return cells
+
+
+def _method_cells(suite: dict, stage: str, base: dict, chosen: list[str], train: dict, precision: str):
+    import methods
+
+    model = suite.get("model", "minilm")
+    encoder = {**DEFAULT_ENCODER, **suite.get("encoder", {}), **(suite.get(stage) or {}).get("encoder", {})}
+    extra = {"encoder": encoder} if stage == "dense" else {}
+    for name in chosen:
+        if name == FIRST_STAGE or (name == ZERO_SHOT and stage != "dense"):
+            continue
+        if name == ZERO_SHOT:
+            yield {**base, "method": name, "budget": "native", "seed": 0, "model": model,
+                   "mixed_precision": precision, **extra}
+            continue
+        budgets = ["native"] if methods.get_method(name).fixed else suite.get("budgets", ["native"])
+        for budget in budgets:
+            for seed in suite.get("seeds", [13]):
+                lr = train["lr"] if not isinstance(train["lr"], dict) else \
+                    train["lr"].get(name, train["lr"].get("default", 1e-3))
+                yield {**base, "method": name, "budget": str(budget), "seed": int(seed), "model": model,
+                       "mixed_precision": precision, "train": {**train, "lr": float(lr)}, **extra}

@@ -10,11 +10,13 @@ import methods
 
 from . import environment, store
 from .data import Collection, load_collection
+from .dense import BiEncoder, contrastive_batches, contrastive_loss, retrieve
 from .errors import BenchError
-from .evaluate import RERANK_METRICS, evaluate_run
+from .evaluate import STAGE_METRICS, evaluate_run
 from .firststage import candidates, write_trec_run
-from .rerank import CrossEncoder, EpochGroups, group_batches, group_loss, rerank
-from .suites import FIRST_STAGE
+from .rerank import CrossEncoder, group_batches, group_loss, rerank
+from .sampling import EpochGroups
+from .suites import FIRST_STAGE, ZERO_SHOT
 from .train import make_accelerator, seed_everything, train
 
 
@@ -42,14 +44,15 @@ def _safe(ref: str) -> str:
     return ref.replace("/", "__")
 
 
-def _evaluate_all(cell, out_dir: Path, cache: Path, score_run) -> dict:
+def _evaluate_all(cell, out_dir: Path, cache: Path, score_run, needs_candidates: bool = True) -> dict:
     """Evaluate on every eval dataset: metrics, per-query metrics and the TREC run per dataset."""
     metrics, per_query, timing = {}, {}, {}
     for ref in cell["datasets"]["eval"]:
         coll = _limit(collection(ref), cell["eval"].get("max_queries"))
-        cands = _candidates(cell, coll, cache, cell["eval"]["depth"])
+        cands = _candidates(cell, coll, cache, cell["eval"]["depth"]) if needs_candidates else None
         run, timing[ref] = score_run(coll, cands)
-        metrics[ref], per_query[ref] = evaluate_run(coll.qrels, run, RERANK_METRICS, coll.relevance_level)
+        metrics[ref], per_query[ref] = evaluate_run(coll.qrels, run, STAGE_METRICS[cell["stage"]],
+                                                    coll.relevance_level)
         write_trec_run(run, out_dir / f"run.{_safe(ref)}.trec", cell["method"])
     store.write_json(out_dir / "per_query.json", per_query)
     return {"metrics": metrics, "eval": timing}
@@ -64,7 +67,8 @@ def run_cell(cell: dict, out: Path) -> dict:
         result = _evaluate_all(cell, out_dir, cache, lambda coll, cands: (cands, {"pairs": 0}))
         record, device, train_stats = None, "cpu", {}
     else:
-        result, record, device, train_stats = _train_and_rerank(cell, out_dir, cache)
+        stage_driver = _train_and_retrieve if cell["stage"] == "dense" else _train_and_rerank
+        result, record, device, train_stats = stage_driver(cell, out_dir, cache)
     result.update({
         "status": "done", "cell_id": cell["cell_id"], "suite": cell["suite"], "stage": cell["stage"],
         "method": cell["method"], "budget": cell["budget"], "seed": cell["seed"],
@@ -83,16 +87,13 @@ def run_cell(cell: dict, out: Path) -> dict:
     return result
 
 
-def _train_and_rerank(cell: dict, out_dir: Path, cache: Path):
-    from .models import load_backbone
+def _budget(cell: dict):
+    return None if cell["budget"] == "native" else cell["budget"]
 
-    seed_everything(cell["seed"])
-    tokenizer, backbone = load_backbone(cell["model"], seed=cell["seed"])
-    model = CrossEncoder(backbone)
-    record = methods.apply(model, cell["method"], budget_pct=None if cell["budget"] == "native" else cell["budget"])
-    accelerator = make_accelerator(cell.get("mixed_precision", "no"))
+
+def _fit(cell: dict, model, batches_for, loss, out_dir: Path, cache: Path, accelerator, head_params=()):
+    """The training part every stage shares: groups from the first stage, the one loop, saved tensors."""
     settings = cell["train"]
-
     train_coll = collection(cell["datasets"]["train"])
     train_cands = _candidates(cell, train_coll, cache, cell["first_stage"]["depth"])
     groups = EpochGroups(train_coll, train_cands, settings["group_size"], cell["seed"], settings.get("max_queries"))
@@ -100,19 +101,64 @@ def _train_and_rerank(cell: dict, out_dir: Path, cache: Path):
         raise BenchError(f"{cell['datasets']['train']}: no query has a judged relevant document in the corpus; "
                          "training needs at least one")
     steps = settings.get("steps") or max(1, settings.get("epochs", 1) * len(groups) // settings["batch_queries"])
-    stats = train(model, group_batches(groups, train_coll, tokenizer, settings["batch_queries"], settings["max_length"]),
-                  group_loss(settings.get("loss", "softmax")), lr=settings["lr"], steps=steps,
+    stats = train(model, batches_for(groups, train_coll), loss, lr=settings["lr"], steps=steps,
                   accelerator=accelerator, log_path=out_dir / "train_log.jsonl",
                   warmup_ratio=settings["warmup_ratio"], weight_decay=settings["weight_decay"],
                   grad_clip=settings["grad_clip"], desc=f"train {cell['method']}",
-                  head_params=list(model.head.parameters()), head_lr=settings.get("head_lr"))
+                  head_params=list(head_params), head_lr=settings.get("head_lr"))
     stats["groups"] = len(groups)
     model = accelerator.unwrap_model(model)
     methods.save(model, out_dir / "trainable")
-    evaluation = cell["eval"]
+    return model, stats
+
+
+def _train_and_rerank(cell: dict, out_dir: Path, cache: Path):
+    from .models import load_backbone
+
+    seed_everything(cell["seed"])
+    tokenizer, backbone = load_backbone(cell["model"], seed=cell["seed"])
+    model = CrossEncoder(backbone)
+    record = methods.apply(model, cell["method"], budget_pct=_budget(cell))
+    accelerator = make_accelerator(cell.get("mixed_precision", "no"))
+    settings, evaluation = cell["train"], cell["eval"]
+    model, stats = _fit(
+        cell, model, lambda groups, coll: group_batches(groups, coll, tokenizer, settings["batch_queries"],
+                                                        settings["max_length"]),
+        group_loss(settings.get("loss", "softmax")), out_dir, cache, accelerator, model.head.parameters())
 
     def score(coll, cands):
         return rerank(model, tokenizer, coll, cands, evaluation["depth"], evaluation["batch_size"],
                       evaluation["max_length"], accelerator.device, desc=f"rerank {cell['method']}",
                       autocast=accelerator.autocast)
     return _evaluate_all(cell, out_dir, cache, score), record, accelerator.device, stats
+
+
+def _train_and_retrieve(cell: dict, out_dir: Path, cache: Path):
+    """Dense stage; ``method: none`` is the zero-shot cell: the backbone evaluated as it is."""
+    from .models import load_backbone
+
+    seed_everything(cell["seed"])
+    tokenizer, backbone = load_backbone(cell["model"], seed=cell["seed"])
+    encoder = cell["encoder"]
+    model = BiEncoder(backbone, encoder["pooling"], encoder["similarity"], encoder["separate_towers"])
+    accelerator = make_accelerator(cell.get("mixed_precision", "no"))
+    settings, evaluation = cell.get("train", {}), cell["eval"]
+    if cell["method"] == ZERO_SHOT:
+        count = sum(p.numel() for tower in model.towers() for p in tower.parameters())
+        record = methods.MethodRecord(method=ZERO_SHOT, knobs={}, trainable=0, backbone=count, pct=0.0, head=0,
+                                      backbone_name=str(backbone.config._name_or_path or ""))
+        stats = {}
+        model.to(accelerator.device)
+    else:
+        record = methods.apply_towers(model, model.towers(), cell["method"], budget_pct=_budget(cell))
+        model, stats = _fit(
+            cell, model, lambda groups, coll: contrastive_batches(
+                groups, coll, tokenizer, settings["batch_queries"], settings["query_max_length"],
+                settings["max_length"]),
+            contrastive_loss(settings["temperature"]), out_dir, cache, accelerator)
+
+    def score(coll, _candidates_unused):
+        return retrieve(model, tokenizer, coll, evaluation["depth"], evaluation["batch_size"],
+                        evaluation["max_length"], evaluation["query_max_length"], accelerator.device,
+                        accelerator.autocast, evaluation.get("search", "torch"), desc=f"dense {cell['method']}")
+    return _evaluate_all(cell, out_dir, cache, score, needs_candidates=False), record, accelerator.device, stats

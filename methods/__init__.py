@@ -10,12 +10,12 @@
 from . import adapter, iaa, lora, mam, prefix, selective  # noqa: F401  (registers the methods)
 from .arch import ARCHITECTURES
 from .budget import Plan, parse_budget, plan, solve
-from .core import MethodRecord, apply, record_of
+from .core import MethodRecord, apply, apply_towers, record_of
 from .errors import BudgetUnreachable, MethodError
 from .io import export_peft_lora, load, save
 from .registry import get_method, names
 
 __all__ = [
-    "ARCHITECTURES", "BudgetUnreachable", "MethodError", "MethodRecord", "Plan", "apply",
+    "ARCHITECTURES", "BudgetUnreachable", "MethodError", "MethodRecord", "Plan", "apply", "apply_towers",
     "export_peft_lora", "get_method", "load", "names", "parse_budget", "plan", "record_of", "save", "solve",
 ]

@@ -78,3 +78,23 @@ def record_of(model: nn.Module) -> MethodRecord:
     if record is None:
         raise MethodError("no method applied to this model: call methods.apply first")
     return record
+
+
+def apply_towers(model: nn.Module, towers: list[nn.Module], name: str, budget_pct=None, **knobs) -> MethodRecord:
+    """Apply the method to each of several transformers inside ``model`` (e.g. a two-tower encoder),
+    each with the same knobs, and record their sum on ``model``. One tower is plain ``apply``."""
+    if len(towers) == 1:
+        return apply(model, name, budget_pct, **knobs)
+    records = [apply(tower, name, budget_pct, **knobs) for tower in towers]
+    for tower in towers:
+        object.__delattr__(tower, RECORD_ATTR)  # the model as a whole carries the record
+    tower_ids = {id(p) for tower in towers for p in tower.parameters()}
+    for param in model.parameters():
+        if id(param) not in tower_ids:
+            param.requires_grad_(True)
+    trainable, backbone = sum(r.trainable for r in records), sum(r.backbone for r in records)
+    head = _numel(p for p in model.parameters() if p.requires_grad and id(p) not in tower_ids)
+    record = MethodRecord(method=name, knobs=records[0].knobs, trainable=trainable, backbone=backbone,
+                          pct=100.0 * trainable / backbone, head=head, backbone_name=records[0].backbone_name)
+    object.__setattr__(model, RECORD_ATTR, record)
+    return record

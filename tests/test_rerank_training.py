@@ -5,7 +5,8 @@ from bench import environment
 from bench.data import load_collection
 from bench.errors import BenchError
 from bench.models import load_tokenizer
-from bench.rerank import EpochGroups, group_batches
+from bench.rerank import group_batches
+from bench.sampling import EpochGroups
 from helpers_data import write_beir
 
 
