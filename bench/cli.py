@@ -39,7 +39,8 @@ def _list_command(args) -> int:
     from .suites import list_suites
 
     print("suites:   " + ", ".join(list_suites()))
-    print("methods:  " + ", ".join(methods.names()) + ", bm25 (first stage)")
+    print("stages:   rerank (cross-encoder), dense (bi-encoder)")
+    print("methods:  " + ", ".join(methods.names()) + ", bm25 (first stage), none (dense: zero-shot backbone)")
     local = list_local_datasets()
     print("datasets: " + (", ".join(local) if local else "(none under BENCH_DATA_PATH)")
           + "; or any BEIR folder path, or an ir_datasets id")

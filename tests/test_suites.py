@@ -8,7 +8,8 @@ from bench.suites import apply_overrides, expand, list_suites, load_suite
 
 
 def test_shipped_suites_load_and_expand():
-    assert {"smoke", "scifact", "nfcorpus", "paper-rerank"} <= set(list_suites())
+    assert {"smoke", "scifact", "nfcorpus", "paper-rerank", "smoke-dense", "scifact-dense", "nfcorpus-dense",
+            "paper-dense"} <= set(list_suites())
     for name in list_suites():
         assert expand(load_suite(name))
 
@@ -47,3 +48,33 @@ def test_malformed_suite_file(tmp_path):
     path.write_text("name: x\n")
     with pytest.raises(BenchError, match="needs at least 'datasets'"):
         load_suite(str(path))
+
+
+def test_stage_is_a_grid_dimension_with_its_own_settings():
+    args = argparse.Namespace(methods="all", budgets="0.5", seeds="13", stage="rerank,dense")
+    cells = expand(apply_overrides(load_suite("scifact"), args))
+    rerank = [c for c in cells if c["stage"] == "rerank"]
+    dense = [c for c in cells if c["stage"] == "dense"]
+    assert sorted(c["method"] for c in rerank) == sorted(methods.names() + ["bm25"])
+    assert sorted(c["method"] for c in dense) == sorted(methods.names() + ["bm25", "none"])
+    lora = next(c for c in dense if c["method"] == "lora")
+    assert lora["eval"]["depth"] == 1000 and lora["train"]["max_length"] == 256  # the dense: section
+    assert lora["encoder"] == {"pooling": "mean", "similarity": "cos", "separate_towers": False}
+    assert next(c for c in rerank if c["method"] == "lora")["eval"]["depth"] == 100
+    assert "encoder" not in rerank[1]
+    assert len({c["cell_id"] for c in cells}) == len(cells)
+
+
+def test_variant_suite_extends_its_base():
+    base, variant = load_suite("scifact"), load_suite("scifact-dense")
+    assert variant["name"] == "scifact-dense" and variant["stage"] == "dense"
+    assert variant["datasets"] == base["datasets"] and variant["seeds"] == base["seeds"]
+
+
+def test_zero_shot_needs_the_dense_stage_and_unknown_stage_is_refused():
+    with pytest.raises(BenchError, match="zero-shot cell; add --stage dense"):
+        expand(apply_overrides(load_suite("smoke"), argparse.Namespace(methods="none")))
+    with pytest.raises(BenchError, match="unknown stage 'sparse'"):
+        expand(apply_overrides(load_suite("smoke"), argparse.Namespace(stage="sparse")))
+    two_towers = apply_overrides(load_suite("smoke-dense"), argparse.Namespace(separate_towers=True))
+    assert all(c["encoder"]["separate_towers"] for c in expand(two_towers) if c["method"] != "bm25")
