@@ -53,20 +53,13 @@ def _run_command(args) -> int:
     return run_from_cli(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bench", description="PEFT for IR: benchmark and leaderboard")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _status_command(args) -> int:
+    from .runner import status_from_cli
 
-    m = sub.add_parser("methods", help="knobs and exact parameter counts of every method at a budget")
-    m.add_argument("--model", default="bert-base", help="alias (bert-base, minilm, mpnet-base), hub id or path")
-    m.add_argument("--budget", default=None, help="percent of backbone parameters (default: the paper's 0.5%% knobs)")
-    m.add_argument("--format", choices=["table", "json"], default="table")
-    m.set_defaults(func=_methods_command)
+    return status_from_cli(args)
 
-    ls = sub.add_parser("list", help="suites, methods and datasets")
-    ls.set_defaults(func=_list_command)
 
-    r = sub.add_parser("run", help="run a suite's grid of cells and print its leaderboard")
+def _grid_arguments(r) -> None:
     r.add_argument("--suite", default=None, help="suite name or YAML path (default: smoke, or smoke-dense "
                    "with --stage dense)")
     r.add_argument("--stage", default=None, help="rerank, dense, or both comma-separated (overrides the suite's)")
@@ -80,9 +73,42 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", default=None, help="override the suite's backbone")
     r.add_argument("--precision", default=None, choices=["no", "bf16", "fp16", "auto"],
                    help="mixed precision (auto: bf16 where the device computes it natively)")
+    r.add_argument("--epochs", type=int, default=None, help="override the training epochs")
     r.add_argument("--max-steps", type=int, default=None, help="override the training steps")
     r.add_argument("--out", default="runs", help="run store directory (default: runs)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description="PEFT for IR: benchmark and leaderboard")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("methods", help="knobs and exact parameter counts of every method at a budget")
+    m.add_argument("--model", default="bert-base", help="alias (bert-base, minilm, mpnet-base), hub id or path")
+    m.add_argument("--budget", default=None, help="percent of backbone parameters (default: the paper's 0.5%% knobs)")
+    m.add_argument("--format", choices=["table", "json"], default="table")
+    m.set_defaults(func=_methods_command)
+
+    ls = sub.add_parser("list", help="suites, methods and datasets")
+    ls.set_defaults(func=_list_command)
+
+    r = sub.add_parser("run", help="run a suite's grid of cells (resumable) and print its leaderboard")
+    _grid_arguments(r)
+    r.add_argument("--retry-failed", action="store_true", help="run failed and diverged cells again")
+    r.add_argument("--launcher", default="local", choices=["local", "ray", "slurm"])
+    r.add_argument("--workers", type=int, default=1,
+                   help="local launcher: parallel worker processes (one GPU each, or a share of the CPU cores)")
+    r.add_argument("--ray-address", default=None, help="ray launcher: the cluster to join (default: start one)")
+    r.add_argument("--gpus-per-cell", type=float, default=None, help="ray/slurm: GPUs per cell")
+    r.add_argument("--cpus-per-cell", type=float, default=None, help="ray/slurm: CPUs per cell")
+    r.add_argument("--slurm-cluster", default=None, choices=["slurm", "local", "debug"],
+                   help="submitit executor (default: slurm where sbatch exists, else local)")
+    r.add_argument("--slurm-partition", default=None)
+    r.add_argument("--slurm-time-min", type=int, default=None)
     r.set_defaults(func=_run_command)
+
+    st = sub.add_parser("status", help="done / running / failed / pending cells of a suite's grid")
+    _grid_arguments(st)
+    st.set_defaults(func=_status_command)
     return parser
 
 

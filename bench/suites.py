@@ -78,6 +78,8 @@ def apply_overrides(suite: dict, args) -> dict:
         suite.setdefault("encoder", {})["separate_towers"] = True
     if getattr(args, "precision", None):
         suite["mixed_precision"] = args.precision
+    if getattr(args, "epochs", None):
+        suite.setdefault("train", {})["epochs"] = args.epochs
     if getattr(args, "max_steps", None):
         suite.setdefault("train", {})["steps"] = args.max_steps
     for budget in suite.get("budgets", []):

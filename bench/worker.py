@@ -1,12 +1,15 @@
 """One grid cell: data -> candidates -> model -> method -> train -> evaluate -> run store."""
 from __future__ import annotations
 
+import os
 import random
 import time
+import traceback
 from functools import lru_cache
 from pathlib import Path
 
 import methods
+from methods import BudgetUnreachable
 
 from . import environment, store
 from .data import Collection, load_collection
@@ -17,7 +20,7 @@ from .firststage import candidates, write_trec_run
 from .rerank import CrossEncoder, group_batches, group_loss, rerank
 from .sampling import EpochGroups
 from .suites import FIRST_STAGE, ZERO_SHOT
-from .train import make_accelerator, seed_everything, train
+from .train import Diverged, make_accelerator, seed_everything, train
 
 
 @lru_cache(maxsize=8)
@@ -58,6 +61,47 @@ def _evaluate_all(cell, out_dir: Path, cache: Path, score_run, needs_candidates:
     return {"metrics": metrics, "eval": timing}
 
 
+FAULTS_ENV = "BENCH_FAULTS"  # e.g. "lora=nan,bitfit=raise": forced failures for resilience tests
+
+
+def _forced_fault(cell: dict) -> str | None:
+    for item in os.environ.get(FAULTS_ENV, "").split(","):
+        method, _, kind = item.partition("=")
+        if method.strip() == cell["method"]:
+            return kind.strip()
+    return None
+
+
+def execute(cell: dict, out: Path, reraise_user_errors: bool = True) -> tuple[str, str]:
+    """Bring one cell to a final state in the store, whatever happens inside: (status, one-line error).
+    The same code path for every launcher (in process, worker subprocess, Ray task, SLURM job)."""
+    directory = store.cell_dir(out, cell["suite"], cell["cell_id"])
+    store.reset(directory)  # an interrupted or failed attempt left partial files: start clean
+    directory.mkdir(parents=True, exist_ok=True)
+    status, error, trace = "done", "", None
+    with store.Heartbeat(directory):
+        try:
+            if _forced_fault(cell) == "raise":
+                raise RuntimeError(f"fault forced by {FAULTS_ENV}")
+            run_cell(cell, out)
+        except BenchError as exc:
+            if reraise_user_errors:
+                raise
+            status, error = "failed", str(exc)
+        except BudgetUnreachable as exc:  # recorded, never silently run at another budget
+            status, error = "not_applicable", str(exc)
+        except Diverged as exc:
+            status, error, trace = "diverged", str(exc), traceback.format_exc()
+        except Exception as exc:  # out of memory included: one broken cell must not stop the grid
+            status, error, trace = "failed", f"{type(exc).__name__}: {exc}".splitlines()[0][:300], traceback.format_exc()
+        if status != "done":
+            store.write_json(directory / store.RESULT, {
+                "status": status, "error": error, "traceback": trace, "cell_id": cell["cell_id"],
+                "suite": cell["suite"], "stage": cell["stage"], "method": cell["method"],
+                "budget": cell["budget"], "seed": cell["seed"], "config": cell})
+    return status, error
+
+
 def run_cell(cell: dict, out: Path) -> dict:
     out_dir = store.cell_dir(out, cell["suite"], cell["cell_id"])
     cache = Path(out) / "_cache"
@@ -87,6 +131,16 @@ def run_cell(cell: dict, out: Path) -> dict:
     return result
 
 
+def _nan_after_first_step(loss):
+    calls = []
+
+    def poisoned(model, batch):
+        calls.append(1)
+        value = loss(model, batch)
+        return value * float("nan") if len(calls) > 1 else value
+    return poisoned
+
+
 def _budget(cell: dict):
     return None if cell["budget"] == "native" else cell["budget"]
 
@@ -101,6 +155,8 @@ def _fit(cell: dict, model, batches_for, loss, out_dir: Path, cache: Path, accel
         raise BenchError(f"{cell['datasets']['train']}: no query has a judged relevant document in the corpus; "
                          "training needs at least one")
     steps = settings.get("steps") or max(1, settings.get("epochs", 1) * len(groups) // settings["batch_queries"])
+    if _forced_fault(cell) == "nan":
+        loss = _nan_after_first_step(loss)
     stats = train(model, batches_for(groups, train_coll), loss, lr=settings["lr"], steps=steps,
                   accelerator=accelerator, log_path=out_dir / "train_log.jsonl",
                   warmup_ratio=settings["warmup_ratio"], weight_decay=settings["weight_decay"],

@@ -1,0 +1,27 @@
+"""``python -m bench.cellmain --out DIR`` with one cell's JSON on stdin: the local launcher's worker."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    cell = json.loads(sys.stdin.read())
+    if os.environ.get("BENCH_THREADS"):
+        import torch
+
+        torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
+    from .worker import execute
+
+    status, error = execute(cell, Path(args.out), reraise_user_errors=False)
+    return 0 if status in ("done", "not_applicable") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

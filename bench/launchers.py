@@ -1,0 +1,139 @@
+"""Launchers: how cells reach ``worker.execute``. ``local`` runs them in this process (one worker) or
+in N worker subprocesses (one GPU each when there are GPUs, else a share of the CPU cores); ``ray``
+sends them as tasks to a Ray cluster; ``slurm`` submits a job array through submitit. Every launcher
+runs the same ``execute`` and the run store is the only channel back."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .errors import BenchError
+
+LAUNCHERS = ("local", "ray", "slurm")
+
+
+def launch(cells: list[dict], out: Path, launcher: str = "local", workers: int = 1, on_done=None, **options):
+    """Run ``cells``; ``on_done(cell)`` after each one finishes (whatever its status)."""
+    on_done = on_done or (lambda cell: None)
+    if launcher == "local":
+        return run_local(cells, out, workers, on_done)
+    if launcher == "ray":
+        return run_ray(cells, out, on_done, **options)
+    if launcher == "slurm":
+        return run_slurm(cells, out, on_done, **options)
+    raise BenchError(f"unknown launcher {launcher!r}: choose one of {', '.join(LAUNCHERS)}")
+
+
+def run_local(cells: list[dict], out: Path, workers: int, on_done) -> None:
+    if workers <= 1:
+        from .worker import execute
+
+        for cell in cells:
+            execute(cell, out)
+            on_done(cell)
+        return
+    _run_subprocesses(cells, out, workers, on_done)
+
+
+def _worker_env(slot: int, workers: int) -> dict:
+    env = dict(os.environ)
+    gpus = _gpu_count()
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+    else:
+        env["BENCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    return env
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except ImportError:
+        return 0
+
+
+def _die_with_parent() -> None:  # a killed launcher takes its workers with it (Linux)
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _run_subprocesses(cells: list[dict], out: Path, workers: int, on_done) -> None:
+    pending, running = list(cells), {}
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                slot = next(i for i in range(workers) if i not in {s for s, _ in running.values()})
+                cell = pending.pop(0)
+                proc = subprocess.Popen([sys.executable, "-m", "bench.cellmain", "--out", str(out)],
+                                        stdin=subprocess.PIPE, env=_worker_env(slot, workers),
+                                        preexec_fn=_die_with_parent)
+                proc.stdin.write(json.dumps(cell).encode())
+                proc.stdin.close()
+                running[proc] = (slot, cell)
+            time.sleep(0.2)
+            for proc in [p for p in running if p.poll() is not None]:
+                _, cell = running.pop(proc)
+                on_done(cell)
+    finally:
+        for proc in running:
+            proc.kill()
+
+
+def _execute_remote(cell: dict, out: str) -> str:
+    from .worker import execute
+
+    return execute(cell, Path(out), reraise_user_errors=False)[0]
+
+
+def run_ray(cells: list[dict], out: Path, on_done, ray_address: str | None = None, gpus_per_cell: float = 0,
+            cpus_per_cell: float = 1, **_unused) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise BenchError("launcher ray: ray is not installed; pip install 'peft-ir-bench[ray]'") from None
+    ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
+    task = ray.remote(num_gpus=gpus_per_cell, num_cpus=cpus_per_cell, max_retries=0)(_execute_remote)
+    refs = {task.remote(cell, str(Path(out).resolve())): cell for cell in cells}
+    while refs:
+        ready, _ = ray.wait(list(refs), num_returns=1)
+        for ref in ready:
+            cell = refs.pop(ref)
+            try:
+                ray.get(ref)
+            except Exception:  # a task lost with its node: the store has no result, the cell stays pending
+                pass
+            on_done(cell)
+
+
+def run_slurm(cells: list[dict], out: Path, on_done, slurm_cluster: str | None = None,
+              slurm_partition: str | None = None, slurm_time_min: int = 240, gpus_per_cell: float = 0,
+              cpus_per_cell: float = 1, **_unused) -> None:
+    try:
+        import submitit
+    except ImportError:
+        raise BenchError("launcher slurm: submitit is not installed; pip install submitit") from None
+    folder = Path(out) / "_slurm" / "%j"
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=slurm_cluster)
+    parameters = {"timeout_min": slurm_time_min, "cpus_per_task": int(cpus_per_cell)}
+    if executor.cluster == "slurm":
+        parameters.update(slurm_partition=slurm_partition, gpus_per_node=int(gpus_per_cell) or None)
+        parameters = {k: v for k, v in parameters.items() if v is not None}
+    executor.update_parameters(**parameters)
+    jobs = executor.map_array(_execute_remote, cells, [str(Path(out).resolve())] * len(cells))
+    for job, cell in zip(jobs, cells):
+        try:
+            job.result()
+        except Exception:  # a job killed by the scheduler: no result in the store, the cell stays pending
+            pass
+        on_done(cell)

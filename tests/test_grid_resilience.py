@@ -1,0 +1,105 @@
+"""The grid runner survives kill -9, records failing and diverging cells, and resumes."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import minilm_available
+from helpers_data import write_beir
+from test_run_e2e import bench
+
+pytestmark = pytest.mark.skipif(not minilm_available(), reason="tiny-bert borrows MiniLM's tokenizer")
+
+
+@pytest.fixture
+def grid(tmp_path):
+    write_beir(tmp_path / "data", "toy")
+    suite = {"name": "grid", "stage": "rerank", "model": "tiny-bert", "methods": "bm25,lora,full,bitfit",
+             "budgets": [0.5], "seeds": [1, 2, 3], "datasets": [{"train": "toy/train", "eval": ["toy/test"]}],
+             "first_stage": {"backend": "bm25s", "depth": 5},
+             "train": {"steps": 15, "batch_queries": 2, "group_size": 3, "max_length": 32},
+             "eval": {"depth": 5, "batch_size": 4, "max_length": 32}}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    return path
+
+
+def results(out):
+    return {p.parent.name: p for p in (out / "grid").glob("*/result.json")}
+
+
+def test_kill_9_at_random_moments_then_resume(grid, tmp_path):
+    out, env = tmp_path / "runs", {**os.environ, "HF_HUB_OFFLINE": "1", "BENCH_DATA_PATH": str(tmp_path / "data")}
+    rng = random.Random(0)
+    finished: dict = {}
+    for _ in range(4):
+        proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", "--suite", str(grid), "--out", str(out)],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        before, deadline = len(results(out)), time.time() + 300
+        while len(results(out)) == before and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)  # progress first, then a kill at a random moment of the next cells
+        time.sleep(rng.uniform(0.0, 2.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        for path in (out / "grid").rglob("*.json"):
+            if not path.name.startswith("."):
+                json.loads(path.read_text())  # never half written
+        for cell, path in results(out).items():
+            finished.setdefault(cell, path.read_bytes())
+    done = bench("run", "--suite", str(grid), "--out", str(out), env_path=tmp_path / "data")
+    assert done.returncode == 0, done.stderr[-2000:]
+    final = results(out)
+    assert len(final) == 10  # bm25 + lora x 3 seeds + full x 3 + bitfit x 3
+    assert all(json.loads(p.read_text())["status"] == "done" for p in final.values())
+    assert len(finished) >= 4
+    for cell, content in finished.items():
+        assert final[cell].read_bytes() == content, f"finished cell {cell} was rewritten"
+    assert not list((out / "grid").rglob("*.tmp")) and not list(out.rglob("heartbeat.json"))
+
+
+def test_failing_and_diverging_cells_are_recorded_and_retried(grid, tmp_path):
+    out = tmp_path / "runs"
+    os.environ["BENCH_FAULTS"] = "lora=raise,full=nan"
+    try:
+        first = bench("run", "--suite", str(grid), "--out", str(out), "--seeds", "1", env_path=tmp_path / "data")
+    finally:
+        del os.environ["BENCH_FAULTS"]
+    assert first.returncode == 1
+    assert "failed: rerank lora" in first.stderr and "diverged: rerank full" in first.stderr
+    statuses = {json.loads(p.read_text())["method"]: json.loads(p.read_text())["status"] for p in results(out).values()}
+    assert statuses == {"bm25": "done", "lora": "failed", "full": "diverged", "bitfit": "done"}
+    full = next(json.loads(p.read_text()) for p in results(out).values() if json.loads(p.read_text())["method"] == "full")
+    assert "non-finite loss" in full["error"]
+
+    status = bench("status", "--suite", str(grid), "--out", str(out), "--seeds", "1", env_path=tmp_path / "data")
+    assert status.returncode == 0
+    assert "2 done" in status.stdout and "1 failed" in status.stdout and "1 diverged" in status.stdout
+    assert "failed: rerank lora" in status.stdout and "fault forced" in status.stdout
+
+    plain = bench("run", "--suite", str(grid), "--out", str(out), "--seeds", "1", env_path=tmp_path / "data")
+    assert plain.returncode == 1  # failed cells are kept until asked
+    retried = bench("run", "--suite", str(grid), "--out", str(out), "--seeds", "1", "--retry-failed",
+                    env_path=tmp_path / "data")
+    assert retried.returncode == 0, retried.stderr[-2000:]
+    assert all(json.loads(p.read_text())["status"] == "done" for p in results(out).values())
+
+
+def test_local_workers_give_the_serial_numbers(grid, tmp_path):
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    assert bench("run", "--suite", str(grid), "--out", str(serial), "--seeds", "1",
+                 env_path=tmp_path / "data").returncode == 0
+    done = bench("run", "--suite", str(grid), "--out", str(parallel), "--seeds", "1", "--workers", "2",
+                 env_path=tmp_path / "data")
+    assert done.returncode == 0, done.stderr[-2000:]
+    a, b = results(serial), results(parallel)
+    assert set(a) == set(b) and len(a) == 4
+    for cell in a:
+        ma = json.loads(a[cell].read_text())["metrics"]["toy/test"]
+        mb = json.loads(b[cell].read_text())["metrics"]["toy/test"]
+        assert ma == pytest.approx(mb, abs=1e-6)
