@@ -1,4 +1,5 @@
-"""``python -m bench.cellmain --out DIR`` with one cell's JSON on stdin: the local launcher's worker."""
+"""``python -m bench.cellmain --out DIR --cell CELL.json``: the local launcher's worker process (under
+torchrun for data parallelism inside a cell)."""
 from __future__ import annotations
 
 import argparse
@@ -11,8 +12,9 @@ from pathlib import Path
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
+    parser.add_argument("--cell", required=True, help="the cell's resolved config (JSON)")
     args = parser.parse_args()
-    cell = json.loads(sys.stdin.read())
+    cell = json.loads(Path(args.cell).read_text())
     if os.environ.get("BENCH_THREADS"):
         import torch
 

@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--launcher", default="local", choices=["local", "ray", "slurm"])
     r.add_argument("--workers", type=int, default=1,
                    help="local launcher: parallel worker processes (one GPU each, or a share of the CPU cores)")
+    r.add_argument("--processes-per-cell", type=int, default=None,
+                   help="local launcher: data-parallel processes inside each cell (torchrun + accelerate DDP)")
     r.add_argument("--ray-address", default=None, help="ray launcher: the cluster to join (default: start one)")
     r.add_argument("--gpus-per-cell", type=float, default=None, help="ray/slurm: GPUs per cell")
     r.add_argument("--cpus-per-cell", type=float, default=None, help="ray/slurm: CPUs per cell")

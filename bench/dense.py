@@ -43,6 +43,10 @@ class BiEncoder(nn.Module):
     def towers(self) -> list[nn.Module]:
         return [self.encoder] + ([self.doc_encoder] if self.doc_encoder is not None else [])
 
+    def forward(self, **batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training: ``q_*`` tensors (the queries) and ``d_*`` tensors (their documents) -> both vectors."""
+        return self.encode("query", **_side(batch, "q_")), self.encode("doc", **_side(batch, "d_"))
+
     def encode(self, side: str, **encoded) -> torch.Tensor:
         encoder = self.doc_encoder if side == "doc" and self.doc_encoder is not None else self.encoder
         hidden = encoder(**encoded).last_hidden_state
@@ -95,9 +99,9 @@ def in_batch_loss(query_vectors: torch.Tensor, doc_vectors: torch.Tensor, group_
 
 def contrastive_loss(temperature: float):
     def loss(model, batch) -> torch.Tensor:
-        size = batch["group_size"]
-        return in_batch_loss(model.encode("query", **_side(batch, "q_")), model.encode("doc", **_side(batch, "d_")),
-                             size, temperature)
+        size = batch.pop("group_size")
+        query_vectors, doc_vectors = model(**batch)  # through forward: data-parallel wrappers need it
+        return in_batch_loss(query_vectors, doc_vectors, size, temperature)
     return loss
 
 

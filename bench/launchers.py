@@ -4,7 +4,6 @@ sends them as tasks to a Ray cluster; ``slurm`` submits a job array through subm
 runs the same ``execute`` and the run store is the only channel back."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,11 +16,13 @@ from .errors import BenchError
 LAUNCHERS = ("local", "ray", "slurm")
 
 
-def launch(cells: list[dict], out: Path, launcher: str = "local", workers: int = 1, on_done=None, **options):
-    """Run ``cells``; ``on_done(cell)`` after each one finishes (whatever its status)."""
+def launch(cells: list[dict], out: Path, launcher: str = "local", workers: int = 1, on_done=None,
+           processes_per_cell: int = 1, **options):
+    """Run ``cells``; ``on_done(cell)`` after each one finishes (whatever its status).
+    ``processes_per_cell`` > 1: data parallel inside each cell (torchrun + accelerate DDP)."""
     on_done = on_done or (lambda cell: None)
     if launcher == "local":
-        return run_local(cells, out, workers, on_done)
+        return run_local(cells, out, workers, on_done, processes_per_cell)
     if launcher == "ray":
         return run_ray(cells, out, on_done, **options)
     if launcher == "slurm":
@@ -29,25 +30,33 @@ def launch(cells: list[dict], out: Path, launcher: str = "local", workers: int =
     raise BenchError(f"unknown launcher {launcher!r}: choose one of {', '.join(LAUNCHERS)}")
 
 
-def run_local(cells: list[dict], out: Path, workers: int, on_done) -> None:
-    if workers <= 1:
+def run_local(cells: list[dict], out: Path, workers: int, on_done, processes_per_cell: int = 1) -> None:
+    if workers <= 1 and processes_per_cell <= 1:
         from .worker import execute
 
         for cell in cells:
             execute(cell, out)
             on_done(cell)
         return
-    _run_subprocesses(cells, out, workers, on_done)
+    _run_subprocesses(cells, out, max(1, workers), on_done, processes_per_cell)
 
 
-def _worker_env(slot: int, workers: int) -> dict:
+def _worker_env(slot: int, workers: int, processes: int) -> dict:
     env = dict(os.environ)
     gpus = _gpu_count()
     if gpus:
-        env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+        first = slot * processes
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str((first + i) % gpus) for i in range(processes))
     else:
-        env["BENCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+        env["BENCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // (workers * processes)))
     return env
+
+
+def _worker_command(cell_file: Path, out: Path, processes: int) -> list[str]:
+    entry = ["-m", "bench.cellmain", "--out", str(out), "--cell", str(cell_file)]
+    if processes <= 1:
+        return [sys.executable, *entry]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *entry]
 
 
 def _gpu_count() -> int:
@@ -68,22 +77,24 @@ def _die_with_parent() -> None:  # a killed launcher takes its workers with it (
         pass
 
 
-def _run_subprocesses(cells: list[dict], out: Path, workers: int, on_done) -> None:
+def _run_subprocesses(cells: list[dict], out: Path, workers: int, on_done, processes: int) -> None:
+    from .store import write_json
+
     pending, running = list(cells), {}
     try:
         while pending or running:
             while pending and len(running) < workers:
-                slot = next(i for i in range(workers) if i not in {s for s, _ in running.values()})
+                slot = next(i for i in range(workers) if i not in {s for s, _, _ in running.values()})
                 cell = pending.pop(0)
-                proc = subprocess.Popen([sys.executable, "-m", "bench.cellmain", "--out", str(out)],
-                                        stdin=subprocess.PIPE, env=_worker_env(slot, workers),
-                                        preexec_fn=_die_with_parent)
-                proc.stdin.write(json.dumps(cell).encode())
-                proc.stdin.close()
-                running[proc] = (slot, cell)
+                cell_file = Path(out) / "_queue" / f"{cell['cell_id']}.json"
+                write_json(cell_file, cell)
+                proc = subprocess.Popen(_worker_command(cell_file, out, processes),
+                                        env=_worker_env(slot, workers, processes), preexec_fn=_die_with_parent)
+                running[proc] = (slot, cell, cell_file)
             time.sleep(0.2)
             for proc in [p for p in running if p.poll() is not None]:
-                _, cell = running.pop(proc)
+                _, cell, cell_file = running.pop(proc)
+                cell_file.unlink(missing_ok=True)
                 on_done(cell)
     finally:
         for proc in running:

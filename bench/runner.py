@@ -46,7 +46,7 @@ def run_from_cli(args) -> int:
 
 
 def _launcher_options(args) -> dict:
-    keys = ("ray_address", "gpus_per_cell", "cpus_per_cell", "slurm_cluster", "slurm_partition", "slurm_time_min")
+    keys = ("processes_per_cell", "ray_address", "gpus_per_cell", "cpus_per_cell", "slurm_cluster", "slurm_partition", "slurm_time_min")
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 

@@ -58,3 +58,17 @@ class EpochGroups:
         so any step can be rebuilt on its own."""
         return [self.epoch(position // len(self))[position % len(self)]
                 for position in range(step * batch_queries, (step + 1) * batch_queries)]
+
+
+class RankShard:
+    """This process's share of every step under data parallelism: rank r takes groups r, r+world, ...
+    of the step's batch, so the ranks together see exactly the single-process batch."""
+
+    def __init__(self, groups: EpochGroups, rank: int, world: int):
+        self.groups, self.rank, self.world = groups, rank, world
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def batch(self, step: int, batch_queries: int) -> list[tuple[str, str, list[str]]]:
+        return self.groups.batch(step, batch_queries)[self.rank::self.world]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -20,9 +21,11 @@ def seed_everything(seed: int) -> None:
 
 
 def make_accelerator(mixed_precision: str = "no"):
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
 
-    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision)
+    # some backbone tensors never reach the loss (BERT's pooler under full fine-tuning): DDP must know
+    unused = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision, kwargs_handlers=[unused])
 
 
 class Diverged(RuntimeError):
@@ -47,9 +50,12 @@ def train(model, batches, loss_fn, *, lr: float, steps: int, accelerator, log_pa
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     model.train()
     losses, start = [], time.perf_counter()
+    if not accelerator.is_main_process:  # other data-parallel ranks train alongside and log nothing
+        log_path = Path(os.devnull)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = log_path.with_name(log_path.name + ".tmp")
-    with tmp.open("w") as log, tqdm(range(steps), desc=desc, leave=False) as bar:
+    tmp = log_path.with_name(log_path.name + ".tmp") if log_path != Path(os.devnull) else log_path
+    with tmp.open("w") as log, tqdm(range(steps), desc=desc, leave=False,
+                                    disable=not accelerator.is_main_process) as bar:
         for step in bar:
             batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batches(step).items()}
             with accelerator.autocast():
@@ -61,11 +67,13 @@ def train(model, batches, loss_fn, *, lr: float, steps: int, accelerator, log_pa
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
+            losses.append(accelerator.reduce(loss.detach(), "mean").item() if accelerator.num_processes > 1
+                          else loss.item())  # data parallel: the mean over ranks = the whole batch
             log.write(json.dumps({"step": step + 1, "loss": losses[-1], "lr": scheduler.get_last_lr()[0],
                                   "grad_norm": float(grad_norm)}) + "\n")
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
-    tmp.replace(log_path)
+    if tmp != log_path:
+        tmp.replace(log_path)
     model.eval()
     return {"steps": steps, "train_s": time.perf_counter() - start,
             "loss_first": float(np.mean(losses[: max(1, steps // 10)])),

@@ -18,7 +18,7 @@ from .errors import BenchError
 from .evaluate import STAGE_METRICS, evaluate_run
 from .firststage import candidates, write_trec_run
 from .rerank import CrossEncoder, group_batches, group_loss, rerank
-from .sampling import EpochGroups
+from .sampling import EpochGroups, RankShard
 from .suites import FIRST_STAGE, ZERO_SHOT
 from .train import Diverged, make_accelerator, seed_everything, train
 
@@ -72,10 +72,17 @@ def _forced_fault(cell: dict) -> str | None:
     return None
 
 
+def is_main_rank() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def execute(cell: dict, out: Path, reraise_user_errors: bool = True) -> tuple[str, str]:
     """Bring one cell to a final state in the store, whatever happens inside: (status, one-line error).
     The same code path for every launcher (in process, worker subprocess, Ray task, SLURM job)."""
     directory = store.cell_dir(out, cell["suite"], cell["cell_id"])
+    if not is_main_rank():  # data parallel: the other ranks only train; rank 0 owns the store
+        run_cell(cell, out)
+        return "done", ""
     store.reset(directory)  # an interrupted or failed attempt left partial files: start clean
     directory.mkdir(parents=True, exist_ok=True)
     status, error, trace = "done", "", None
@@ -102,17 +109,21 @@ def execute(cell: dict, out: Path, reraise_user_errors: bool = True) -> tuple[st
     return status, error
 
 
-def run_cell(cell: dict, out: Path) -> dict:
+def run_cell(cell: dict, out: Path) -> dict | None:
     out_dir = store.cell_dir(out, cell["suite"], cell["cell_id"])
     cache = Path(out) / "_cache"
-    store.write_json(out_dir / "config.json", cell)
+    if is_main_rank():
+        store.write_json(out_dir / store.CONFIG, cell)
     started = time.perf_counter()
     if cell["method"] == FIRST_STAGE:
         result = _evaluate_all(cell, out_dir, cache, lambda coll, cands: (cands, {"pairs": 0}))
         record, device, train_stats = None, "cpu", {}
     else:
         stage_driver = _train_and_retrieve if cell["stage"] == "dense" else _train_and_rerank
-        result, record, device, train_stats = stage_driver(cell, out_dir, cache)
+        outcome = stage_driver(cell, out_dir, cache)
+        if outcome is None:  # a data-parallel rank other than 0: its part ended with training
+            return None
+        result, record, device, train_stats = outcome
     result.update({
         "status": "done", "cell_id": cell["cell_id"], "suite": cell["suite"], "stage": cell["stage"],
         "method": cell["method"], "budget": cell["budget"], "seed": cell["seed"],
@@ -124,6 +135,7 @@ def run_cell(cell: dict, out: Path) -> dict:
                                         "train_s": train_stats.get("train_s", 0.0)},
         "peak_memory_mb": environment.peak_memory_mb(device), "device": environment.device_name(device),
         "versions": environment.versions(), "git_commit": environment.git_commit(),
+        "processes": int(os.environ.get("WORLD_SIZE", "1")),
         "dataset_fingerprints": {ref: collection(ref).fingerprint for ref in cell["datasets"]["eval"]},
         "config": cell,
     })
@@ -155,6 +167,11 @@ def _fit(cell: dict, model, batches_for, loss, out_dir: Path, cache: Path, accel
         raise BenchError(f"{cell['datasets']['train']}: no query has a judged relevant document in the corpus; "
                          "training needs at least one")
     steps = settings.get("steps") or max(1, settings.get("epochs", 1) * len(groups) // settings["batch_queries"])
+    if accelerator.num_processes > 1:
+        if settings["batch_queries"] % accelerator.num_processes:
+            raise BenchError(f"batch_queries {settings['batch_queries']} does not split over "
+                             f"{accelerator.num_processes} processes; make it a multiple")
+        groups = RankShard(groups, accelerator.process_index, accelerator.num_processes)
     if _forced_fault(cell) == "nan":
         loss = _nan_after_first_step(loss)
     stats = train(model, batches_for(groups, train_coll), loss, lr=settings["lr"], steps=steps,
@@ -164,7 +181,8 @@ def _fit(cell: dict, model, batches_for, loss, out_dir: Path, cache: Path, accel
                   head_params=list(head_params), head_lr=settings.get("head_lr"))
     stats["groups"] = len(groups)
     model = accelerator.unwrap_model(model)
-    methods.save(model, out_dir / "trainable")
+    if accelerator.is_main_process:
+        methods.save(model, out_dir / "trainable")
     return model, stats
 
 
@@ -181,6 +199,8 @@ def _train_and_rerank(cell: dict, out_dir: Path, cache: Path):
         cell, model, lambda groups, coll: group_batches(groups, coll, tokenizer, settings["batch_queries"],
                                                         settings["max_length"]),
         group_loss(settings.get("loss", "softmax")), out_dir, cache, accelerator, model.head.parameters())
+    if not accelerator.is_main_process:
+        return None
 
     def score(coll, cands):
         return rerank(model, tokenizer, coll, cands, evaluation["depth"], evaluation["batch_size"],
@@ -212,6 +232,8 @@ def _train_and_retrieve(cell: dict, out_dir: Path, cache: Path):
                 groups, coll, tokenizer, settings["batch_queries"], settings["query_max_length"],
                 settings["max_length"]),
             contrastive_loss(settings["temperature"]), out_dir, cache, accelerator)
+        if not accelerator.is_main_process:
+            return None
 
     def score(coll, _candidates_unused):
         return retrieve(model, tokenizer, coll, evaluation["depth"], evaluation["batch_size"],

@@ -31,3 +31,19 @@ def write_beir(root: Path, name: str = "toy") -> Path:
         lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t{s}" for q, d, s in rows]
         (folder / "qrels" / f"{split}.tsv").write_text("\n".join(lines) + "\n")
     return folder
+
+
+def write_toy_suite(tmp_path: Path, name: str, **overrides) -> Path:
+    """A toy BEIR folder under ``tmp_path/data`` and a suite YAML on it for the tiny random model."""
+    import yaml
+
+    write_beir(Path(tmp_path) / "data", "toy")
+    suite = {"name": name, "stage": "rerank", "model": "tiny-bert", "methods": "bm25,lora,full",
+             "budgets": [0.5], "seeds": [1], "datasets": [{"train": "toy/train", "eval": ["toy/test"]}],
+             "first_stage": {"backend": "bm25s", "depth": 5},
+             "train": {"steps": 3, "batch_queries": 2, "group_size": 3, "max_length": 32},
+             "eval": {"depth": 5, "batch_size": 4, "max_length": 32}}
+    suite.update(overrides)
+    path = Path(tmp_path) / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    return path

@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-import yaml
 from transformers import BertConfig, BertModel
 
 import methods
@@ -12,7 +11,7 @@ from bench.dense import BiEncoder, encode_texts, exact_search, in_batch_loss, po
 from bench.errors import BenchError
 from conftest import minilm_available
 from test_run_e2e import bench
-from helpers_data import write_beir
+from helpers_data import write_toy_suite
 
 
 def tiny_bert(seed=0):
@@ -101,13 +100,9 @@ def test_document_side_runs_through_the_methods_modules(separate):
 
 @pytest.mark.skipif(not minilm_available(), reason="tiny-bert borrows MiniLM's tokenizer")
 def test_dense_run_end_to_end_then_skips_done_cells(tmp_path):
-    write_beir(tmp_path / "data", "toy")
-    suite = {"name": "toyd", "stage": "dense", "model": "tiny-bert", "methods": "bm25,none,lora,full",
-             "budgets": [0.5], "seeds": [1], "datasets": [{"train": "toy/train", "eval": ["toy/test"]}],
-             "first_stage": {"backend": "bm25s", "depth": 5},
-             "train": {"steps": 3, "batch_queries": 2, "group_size": 2, "max_length": 32, "query_max_length": 16},
-             "eval": {"depth": 1000, "batch_size": 4, "max_length": 32, "query_max_length": 16}}
-    (tmp_path / "toyd.yaml").write_text(yaml.safe_dump(suite))
+    write_toy_suite(tmp_path, "toyd", stage="dense", methods="bm25,none,lora,full",
+                    train={"steps": 3, "batch_queries": 2, "group_size": 2, "max_length": 32, "query_max_length": 16},
+                    eval={"depth": 1000, "batch_size": 4, "max_length": 32, "query_max_length": 16})
     out = tmp_path / "runs"
     done = bench("run", "--suite", str(tmp_path / "toyd.yaml"), "--out", str(out), env_path=tmp_path / "data")
     assert done.returncode == 0, done.stderr[-3000:]

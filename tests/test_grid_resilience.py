@@ -8,10 +8,8 @@ import sys
 import time
 
 import pytest
-import yaml
-
 from conftest import minilm_available
-from helpers_data import write_beir
+from helpers_data import write_toy_suite
 from test_run_e2e import bench
 
 pytestmark = pytest.mark.skipif(not minilm_available(), reason="tiny-bert borrows MiniLM's tokenizer")
@@ -19,19 +17,20 @@ pytestmark = pytest.mark.skipif(not minilm_available(), reason="tiny-bert borrow
 
 @pytest.fixture
 def grid(tmp_path):
-    write_beir(tmp_path / "data", "toy")
-    suite = {"name": "grid", "stage": "rerank", "model": "tiny-bert", "methods": "bm25,lora,full,bitfit",
-             "budgets": [0.5], "seeds": [1, 2, 3], "datasets": [{"train": "toy/train", "eval": ["toy/test"]}],
-             "first_stage": {"backend": "bm25s", "depth": 5},
-             "train": {"steps": 15, "batch_queries": 2, "group_size": 3, "max_length": 32},
-             "eval": {"depth": 5, "batch_size": 4, "max_length": 32}}
-    path = tmp_path / "grid.yaml"
-    path.write_text(yaml.safe_dump(suite))
-    return path
+    return write_toy_suite(tmp_path, "grid", methods="bm25,lora,full,bitfit", seeds=[1, 2, 3],
+                           train={"steps": 15, "batch_queries": 2, "group_size": 3, "max_length": 32})
 
 
 def results(out):
     return {p.parent.name: p for p in (out / "grid").glob("*/result.json")}
+
+
+def assert_same_metrics(out_a, out_b, cells=4):
+    a, b = results(out_a), results(out_b)
+    assert set(a) == set(b) and len(a) == cells
+    for cell in a:
+        metrics_a = json.loads(a[cell].read_text())["metrics"]["toy/test"]
+        assert metrics_a == pytest.approx(json.loads(b[cell].read_text())["metrics"]["toy/test"], abs=1e-6)
 
 
 def test_kill_9_at_random_moments_then_resume(grid, tmp_path):
@@ -97,9 +96,60 @@ def test_local_workers_give_the_serial_numbers(grid, tmp_path):
     done = bench("run", "--suite", str(grid), "--out", str(parallel), "--seeds", "1", "--workers", "2",
                  env_path=tmp_path / "data")
     assert done.returncode == 0, done.stderr[-2000:]
-    a, b = results(serial), results(parallel)
-    assert set(a) == set(b) and len(a) == 4
-    for cell in a:
-        ma = json.loads(a[cell].read_text())["metrics"]["toy/test"]
-        mb = json.loads(b[cell].read_text())["metrics"]["toy/test"]
-        assert ma == pytest.approx(mb, abs=1e-6)
+    assert_same_metrics(serial, parallel)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ray_cluster_runs_the_grid_like_the_local_launcher(grid, tmp_path):
+    pytest.importorskip("ray")
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    port = _free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    head = subprocess.run([ray_cli, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                           "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert head.returncode == 0, head.stderr[-2000:]
+    try:
+        ray_out, local_out = tmp_path / "ray", tmp_path / "local"
+        done = bench("run", "--suite", str(grid), "--out", str(ray_out), "--seeds", "1", "--launcher", "ray",
+                     "--ray-address", f"127.0.0.1:{port}", env_path=tmp_path / "data")
+        assert done.returncode == 0, done.stderr[-3000:]
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True, env=env, timeout=120)
+    assert bench("run", "--suite", str(grid), "--out", str(local_out), "--seeds", "1",
+                 env_path=tmp_path / "data").returncode == 0
+    assert_same_metrics(ray_out, local_out)
+
+
+def test_submitit_local_executor_runs_the_grid(grid, tmp_path):
+    pytest.importorskip("submitit")
+    out = tmp_path / "slurm"
+    done = bench("run", "--suite", str(grid), "--out", str(out), "--seeds", "1", "--launcher", "slurm",
+                 "--slurm-cluster", "local", env_path=tmp_path / "data")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert all(json.loads(p.read_text())["status"] == "done" for p in results(out).values())
+    assert len(results(out)) == 4
+
+
+def test_two_process_data_parallel_cell_matches_one_process(grid, tmp_path):
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    common = ("--suite", str(grid), "--seeds", "1", "--methods", "full")
+    assert bench("run", *common, "--out", str(single), env_path=tmp_path / "data").returncode == 0
+    done = bench("run", *common, "--out", str(ddp), "--processes-per-cell", "2", env_path=tmp_path / "data")
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = (json.loads(next(iter(results(out).values())).read_text()) for out in (single, ddp))
+    assert one["processes"] == 1 and two["processes"] == 2
+    assert two["train"]["steps"] == one["train"]["steps"]
+    # the same groups and the same initial weights; only dropout masks differ between the two layouts
+    assert two["train"]["loss_first"] == pytest.approx(one["train"]["loss_first"], rel=0.05)
+    assert two["train"]["loss_last"] == pytest.approx(one["train"]["loss_last"], rel=0.25)
+    for metric, value in one["metrics"]["toy/test"].items():
+        assert two["metrics"]["toy/test"][metric] == pytest.approx(value, abs=0.25), metric
+    assert not list((ddp / "_queue").glob("*.json"))

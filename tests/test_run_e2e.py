@@ -4,10 +4,9 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 from conftest import minilm_available
-from helpers_data import write_beir
+from helpers_data import write_toy_suite
 
 pytestmark = pytest.mark.skipif(not minilm_available(), reason="tiny-bert borrows MiniLM's tokenizer")
 
@@ -24,15 +23,7 @@ def bench(*args, env_path=None):
 
 @pytest.fixture
 def toy_suite(tmp_path):
-    write_beir(tmp_path / "data", "toy")
-    suite = {"name": "toy", "stage": "rerank", "model": "tiny-bert", "methods": "bm25,lora,full",
-             "budgets": [0.1, 50.0], "seeds": [1], "datasets": [{"train": "toy/train", "eval": ["toy/test"]}],
-             "first_stage": {"backend": "bm25s", "depth": 5},
-             "train": {"steps": 3, "batch_queries": 2, "group_size": 3, "max_length": 32},
-             "eval": {"depth": 5, "batch_size": 4, "max_length": 32}}
-    path = tmp_path / "toy.yaml"
-    path.write_text(yaml.safe_dump(suite))
-    return path
+    return write_toy_suite(tmp_path, "toy", budgets=[0.1, 50.0])
 
 
 def test_run_writes_the_store_then_skips_done_cells(toy_suite, tmp_path):
