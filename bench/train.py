@@ -60,7 +60,10 @@ def train(model, batches, loss_fn, *, lr: float, steps: int, accelerator, log_pa
             batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batches(step).items()}
             with accelerator.autocast():
                 loss = loss_fn(model, batch)
-            if not torch.isfinite(loss):
+            non_finite = (~torch.isfinite(loss.detach())).float()
+            if accelerator.num_processes > 1:  # every rank stops together, none hangs in an all-reduce
+                non_finite = accelerator.reduce(non_finite, "sum")
+            if non_finite.item() > 0:
                 raise Diverged(f"non-finite loss {loss.item()} at step {step}")
             accelerator.backward(loss)
             grad_norm = accelerator.clip_grad_norm_(params, grad_clip)
