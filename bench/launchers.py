@@ -14,6 +14,8 @@ from pathlib import Path
 from .errors import BenchError
 
 LAUNCHERS = ("local", "ray", "slurm")
+FORWARDED_ENV = ("BENCH_DATA_PATH", "BENCH_MPNET_PATH", "BENCH_FAULTS", "IR_DATASETS_HOME", "HF_HOME",
+                 "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM")
 
 
 def launch(cells: list[dict], out: Path, launcher: str = "local", workers: int = 1, on_done=None,
@@ -113,7 +115,8 @@ def run_ray(cells: list[dict], out: Path, on_done, ray_address: str | None = Non
         import ray
     except ImportError:
         raise BenchError("launcher ray: ray is not installed; pip install 'peft-ir-bench[ray]'") from None
-    ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
+    env_vars = {k: v for k, v in os.environ.items() if k in FORWARDED_ENV}  # workers started elsewhere lack them
+    ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False, runtime_env={"env_vars": env_vars})
     task = ray.remote(num_gpus=gpus_per_cell, num_cpus=cpus_per_cell, max_retries=0)(_execute_remote)
     refs = {task.remote(cell, str(Path(out).resolve())): cell for cell in cells}
     while refs:
