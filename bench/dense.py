@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 
 import torch
 import torch.nn as nn
@@ -157,8 +158,6 @@ def retrieve(model: BiEncoder, tokenizer, collection: Collection, depth: int, ba
              query_max_length: int, device, autocast=contextlib.nullcontext, backend: str = "torch",
              desc: str = "dense") -> tuple[dict, dict]:
     """Encode the corpus and the queries, search exactly, return (run, timings)."""
-    import time
-
     doc_ids, query_ids = list(collection.corpus), list(collection.queries)
     start = time.perf_counter()
     doc_vectors = encode_texts(model, "doc", tokenizer, [collection.corpus[d] for d in doc_ids], batch_size,
