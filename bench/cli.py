@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .errors import BenchError
 
@@ -51,6 +52,14 @@ def _run_command(args) -> int:
     from .runner import run_from_cli
 
     return run_from_cli(args)
+
+
+def _report_command(args) -> int:
+    from .report.site import build
+
+    index = build(Path(args.runs), args.suite, Path(args.out))
+    print(f"report: {index} (and leaderboard.csv / .md / .tex beside it)")
+    return 0
 
 
 def _status_command(args) -> int:
@@ -107,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--slurm-partition", default=None)
     r.add_argument("--slurm-time-min", type=int, default=None)
     r.set_defaults(func=_run_command)
+
+    rp = sub.add_parser("report", help="leaderboards (CSV, Markdown, LaTeX) and a static HTML site from a run store")
+    rp.add_argument("--runs", default="runs", help="run store directory (default: runs)")
+    rp.add_argument("--suite", default="smoke")
+    rp.add_argument("--out", default="reports", help="output directory (default: reports)")
+    rp.set_defaults(func=_report_command)
 
     st = sub.add_parser("status", help="done / running / failed / pending cells of a suite's grid")
     _grid_arguments(st)
