@@ -91,7 +91,7 @@ def test_aggregates_and_holm_corrected_tests_equal_a_hand_computation(store):
 def test_stability_measures():
     assert steps_to_90([2.0] * 5 + [1.0] * 45) == 7  # 2-step smoothing: first window past 90% ends at 7
     assert steps_to_90([1.0] * 20) is None
-    assert spikes([1.0] * 25 + [3.0] + [1.0] * 5) == 1
+    assert spikes([1.0, 1.1] * 13 + [3.0] + [1.0, 1.1] * 3) == 1 and spikes([1.0, 1.1] * 20) == 0
 
 
 def test_report_files_and_site_escape_user_text(store, tmp_path):

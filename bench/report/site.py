@@ -9,7 +9,7 @@ from .. import store
 from ..evaluate import STAGE_METRICS
 from . import export, plots
 from .load import Cell, load_cells
-from .stability import Stability, stability
+from .stability import Stability, smooth, stability
 from .stats import Row, build_rows
 
 
@@ -87,8 +87,8 @@ def build(runs: Path, suite: str, out: Path) -> Path:
 
 
 def _index_page(env, suite: str, runs: Path, cells: list[Cell], rows: list[Row], items: list[Stability]) -> str:
-    done = [c for c in cells if c.status == "done"]
-    first = done[0].result if done else cells[0].result
+    trained = [c for c in cells if c.status == "done" and c.result.get("model")]
+    first = trained[0].result if trained else cells[0].result
     counts = {}
     for cell in cells:
         counts[cell.status] = counts.get(cell.status, 0) + 1
@@ -119,8 +119,9 @@ def _cell_page(env, suite: str, cell: Cell) -> str:
     names = sorted({m for values in metrics.values() for m in values})
     curve = None
     if cell.losses:
+        smoothed = smooth(cell.losses)
         curve = plots.loss_curves([Stability(cell.key[0], cell.key[1], cell.key[2], 1, 0, [], [],
-                                             (cell.losses, cell.losses, cell.losses))], "training loss")
+                                             (smoothed, smoothed, smoothed))], "training loss (smoothed)")
     return env.get_template("cell.html").render(
         suite=suite, cell_id=r.get("cell_id"), method=cell.key[1], budget=cell.key[2], stage=cell.key[0],
         seed=r.get("seed"), status=cell.status, error=r.get("error", ""), knobs=json.dumps(r.get("knobs", {})),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from .load import Cell
 
 SPIKE_WINDOW = 20
-SPIKE_FACTOR = 1.5
+SPIKE_MADS = 5.0  # a spike sits this many median absolute deviations above the recent median
 
 
 def steps_to_90(losses: list[float]) -> int | None:
@@ -29,12 +29,22 @@ def steps_to_90(losses: list[float]) -> int | None:
 
 
 def spikes(losses: list[float]) -> int:
-    """Steps whose loss exceeds 1.5x the median of the previous 20 steps."""
+    """Steps whose loss is more than 5 median absolute deviations above the median of the previous 20
+    steps (robust to the ordinary noise of small batches)."""
     count = 0
     for step in range(SPIKE_WINDOW, len(losses)):
-        if losses[step] > SPIKE_FACTOR * statistics.median(losses[step - SPIKE_WINDOW:step]):
+        window = losses[step - SPIKE_WINDOW:step]
+        median = statistics.median(window)
+        mad = statistics.median(abs(x - median) for x in window) or 1e-3
+        if losses[step] > median + SPIKE_MADS * mad:
             count += 1
     return count
+
+
+def smooth(losses: list[float]) -> list[float]:
+    """Trailing mean over 2% of the run, for plots: per-step losses of small batches are mostly noise."""
+    window = max(1, len(losses) // 50)
+    return [statistics.mean(losses[max(0, i - window + 1):i + 1]) for i in range(len(losses))]
 
 
 @dataclass
@@ -77,5 +87,5 @@ def stability(cells: list[Cell]) -> list[Stability]:
         curves = [c.losses for c in members if c.losses and c.status == "done"]
         out.append(Stability(stage, method, budget, len(members), sum(c.status == "diverged" for c in members),
                              [s for s in (steps_to_90(c) for c in curves) if s is not None],
-                             [spikes(c) for c in curves], loss_band(curves)))
+                             [spikes(c) for c in curves], loss_band([smooth(c) for c in curves])))
     return out
