@@ -64,10 +64,6 @@ def state(directory: Path) -> str:
     return "running" if beat is not None and _alive(beat) else "pending"
 
 
-def is_done(directory: Path) -> bool:
-    return state(directory) in FINISHED
-
-
 def error_of(directory: Path) -> str:
     return (read_json(Path(directory) / RESULT) or {}).get("error", "")
 
@@ -118,11 +114,3 @@ class Heartbeat:
         self._stop.set()
         self._thread.join()
         self.path.unlink(missing_ok=True)
-
-
-def load_results(out: Path, suite: str) -> list[dict]:
-    root = Path(out) / suite
-    results = []
-    for path in sorted(root.glob(f"*/{RESULT}")) if root.exists() else []:
-        results.append(json.loads(path.read_text()))
-    return results
