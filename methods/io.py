@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from . import arch as A
 from .core import RECORD_ATTR, apply, record_of
 from .errors import MethodError
+from .registry import get_method
 
 WEIGHTS = "trainable.safetensors"
 META = "method.json"
@@ -46,8 +47,17 @@ def save(model: nn.Module, directory) -> Path:
     directory = Path(directory)
     tensors = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
     atomic_write(directory / WEIGHTS, lambda tmp: save_file(tensors, tmp))
-    _write_json(directory / META, {**record.to_dict(), "tensors": sorted(tensors)})
+    extra = {"token_ids": _row_ids(model)} if get_method(record.method).takes_token_ids else {}
+    _write_json(directory / META, {**record.to_dict(), "tensors": sorted(tensors), **extra})
     return directory
+
+
+def _row_ids(model: nn.Module) -> list[int]:
+    """The vocabulary rows of a sparse embedding table (Q-PEFT), needed to rebuild it on load."""
+    for name, buffer in model.named_buffers():
+        if name.endswith("row_ids"):
+            return buffer.tolist()
+    return []
 
 
 def load(model: nn.Module, directory):
@@ -59,7 +69,8 @@ def load(model: nn.Module, directory):
     meta = json.loads(meta_path.read_text())
     record = getattr(model, RECORD_ATTR, None)
     if record is None:
-        record = apply(model, meta["method"], **meta["knobs"])
+        extra = {"token_ids": meta["token_ids"]} if "token_ids" in meta else {}
+        record = apply(model, meta["method"], **meta["knobs"], **extra)
     elif (record.method, record.knobs) != (meta["method"], meta["knobs"]):
         raise MethodError(f"model has {record.method} {record.knobs} applied, {directory} holds "
                           f"{meta['method']} {meta['knobs']}")

@@ -42,4 +42,5 @@ register(Method(
     primary="r", derive=lambda r, budget: {"r": r},
     paper={"0.5": {"r": 16}, "6.7": {"r": 200}},
     defaults=_alpha_defaults,
+    families=("encoder", "causal-lm"),
 ))

@@ -32,6 +32,10 @@ class Method:
     paper: dict = field(default_factory=dict)
     # fills derived defaults (e.g. lora alpha = 2r) after the user's knobs are known
     defaults: Callable | None = None
+    # the backbone families it can tune (see arch.ArchMap.family)
+    families: tuple = ("encoder",)
+    # the method's inject also takes ``token_ids``: the vocabulary rows a sparse embedding table trains
+    takes_token_ids: bool = False
 
     @property
     def fixed(self) -> bool:

@@ -5,6 +5,7 @@ FULL = register(Method(
     name="full",
     summary="every backbone parameter trains (the reference)",
     selects=lambda name, param: True,
+    families=("encoder", "causal-lm"),
 ))
 
 BITFIT = register(Method(

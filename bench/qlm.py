@@ -1,0 +1,192 @@
+"""The query-likelihood stage: rerank by the mean log-probability of the query's tokens under a causal
+LM, given a prompt built from the document (UPR-style), with the prompt-side methods (soft prompt,
+Q-PEFT hints) spliced in at the embedding level.
+
+Sequence layout (one row per pair; holes from padding are masked and skipped by the positions):
+    [soft prompt] head [passage] middle [hint] question [query]
+where head / middle / question are the template's text around {passage}, {hint} and {query}.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+import methods
+from methods.arch import find_base_model
+
+from .data import Collection
+from .errors import BenchError
+
+DEFAULT_TEMPLATE = "Please write a question based on this passage.\nPassage: {passage}\n{hint}Question:{query}"
+HINT_PREFIX, HINT_SUFFIX = "hints:", "\n"
+
+
+def split_template(template: str) -> tuple[str, str, str]:
+    """(head, middle, question): the text before {passage}, between it and {hint}, between {hint} and {query}."""
+    marks = ["{passage}", "{hint}", "{query}"]
+    places = [template.find(m) for m in marks]
+    if any(p < 0 for p in places) or places != sorted(places) or not template.endswith("{query}"):
+        raise BenchError(f"qlm template {template!r} must contain {{passage}}, {{hint}} and end with {{query}}, "
+                         "in that order")
+    head, rest = template.split("{passage}")
+    middle, rest = rest.split("{hint}")
+    question = rest[: -len("{query}")]
+    if not question:
+        raise BenchError(f"qlm template {template!r}: put some text (e.g. 'Question:') between {{hint}} and {{query}}")
+    return head, middle, question
+
+
+def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(1, max(len(r) for r in rows))
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, :len(row)] = True
+    return ids, mask
+
+
+class QueryLikelihood(nn.Module):
+    """Scores (query, passage) pairs: mean log p(query tokens | prompt(passage)) under ``lm``."""
+
+    def __init__(self, lm: nn.Module, tokenizer, template: str = DEFAULT_TEMPLATE,
+                 passage_max_length: int = 192, query_max_length: int = 32):
+        super().__init__()
+        self.lm = lm
+        self.tokenizer = tokenizer
+        self.passage_max_length, self.query_max_length = passage_max_length, query_max_length
+        head, middle, question = split_template(template)
+        self.pieces = {name: self._ids(text) for name, text in
+                       (("head", head), ("middle", middle), ("question", question),
+                        ("hint_prefix", HINT_PREFIX), ("hint_suffix", HINT_SUFFIX))}
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.special_ids = tuple(sorted(set(tokenizer.all_special_ids)))
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    def tokenize_passages(self, passages: list[str]) -> list[list[int]]:
+        """Token ids of each passage, cut from the passage's end to ``passage_max_length``."""
+        return [ids[: self.passage_max_length] for ids in
+                self.tokenizer(passages, add_special_tokens=False)["input_ids"]]
+
+    def tokenize_queries(self, queries: list[str]) -> list[list[int]]:
+        return [ids[: self.query_max_length] for ids in
+                self.tokenizer([" " + q for q in queries], add_special_tokens=False)["input_ids"]]
+
+    def encode(self, query_rows: list[list[int]], passage_rows: list[list[int]]) -> dict:
+        query_ids, query_mask = _pad(query_rows, self.pad_id)
+        passage_ids, passage_mask = _pad(passage_rows, self.pad_id)
+        return {"query_ids": query_ids, "query_mask": query_mask, "passage_ids": passage_ids,
+                "passage_mask": passage_mask}
+
+    def _block(self, name: str, batch: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = torch.tensor(self.pieces[name], dtype=torch.long, device=device).unsqueeze(0).expand(batch, -1)
+        return ids, torch.ones_like(ids, dtype=torch.bool)
+
+    def forward(self, query_ids, query_mask, passage_ids, passage_mask) -> torch.Tensor:
+        """(batch,) mean log-probability of the query tokens (float32)."""
+        batch, device = len(query_ids), query_ids.device
+        embed = self.lm.get_input_embeddings()
+        parts = []  # (embeddings, mask) blocks in sequence order
+        prompt = methods.soft_prompt(self.lm)
+        if prompt is not None:
+            vectors = prompt(batch)
+            parts.append((vectors, torch.ones(vectors.shape[:2], dtype=torch.bool, device=device)))
+        for name, ids, mask in (("head", *self._block("head", batch, device)), ("passage", passage_ids, passage_mask),
+                                ("middle", *self._block("middle", batch, device))):
+            parts.append((embed(ids), mask))
+        hint_module = methods.query_hint(self.lm)
+        if hint_module is not None:
+            parts.append(hint_module(query_ids, query_mask, passage_ids, passage_mask, self.pieces["hint_prefix"],
+                                     self.pieces["hint_suffix"], self.special_ids))
+        for ids, mask in (self._block("question", batch, device), (query_ids, query_mask)):
+            parts.append((embed(ids), mask))
+        dtype = parts[-1][0].dtype
+        inputs = torch.cat([vectors.to(dtype) for vectors, _ in parts if vectors.shape[1]], dim=1)
+        mask = torch.cat([m for _, m in parts if m.shape[1]], dim=1)
+        positions = (mask.long().cumsum(1) - 1).clamp(min=0)  # holes do not advance the position
+        hidden = find_base_model(self.lm)(inputs_embeds=inputs, attention_mask=mask.long(),
+                                          position_ids=positions, use_cache=False).last_hidden_state
+        width = query_ids.shape[1]
+        start = inputs.shape[1] - width  # the query block is last; position t-1 predicts token t
+        predicting = hidden[:, start - 1: start - 1 + width][query_mask]
+        logits = self.lm.get_output_embeddings()(predicting).float()
+        token_logp = logits.log_softmax(-1).gather(1, query_ids[query_mask].unsqueeze(1)).squeeze(1)
+        rows = torch.arange(batch, device=device).unsqueeze(1).expand_as(query_mask)[query_mask]
+        total = torch.zeros(batch, device=device).index_add(0, rows, token_logp)
+        return total / query_mask.sum(1).clamp(min=1)
+
+
+def hint_rows(method: str, model: QueryLikelihood, train: Collection, candidates: dict, query_ids: list[str]) -> list[int]:
+    """The vocabulary rows a Q-PEFT table may train on this data: the training queries' tokens, the
+    hint wrapper's, and for qpeft-r every token of the passages its hints can be drawn from."""
+    rows = set(model.pieces["hint_prefix"]) | set(model.pieces["hint_suffix"])
+    for ids in model.tokenize_queries([train.queries[q] for q in query_ids]):
+        rows.update(ids)
+    if method == "qpeft-r":
+        docs = sorted({d for q in query_ids for d in list(candidates.get(q, {})) + list(train.qrels[q])
+                       if d in train.corpus})
+        for ids in model.tokenize_passages([train.corpus[d] for d in docs]):
+            rows.update(ids)
+    return sorted(rows - set(model.special_ids))
+
+
+def likelihood_batches(groups, train: Collection, model: QueryLikelihood, batch_queries: int):
+    """step -> every pair the hinge needs: each query with its positive, its first-stage negatives and
+    the other queries' positives (skipped where judged relevant to it)."""
+    def batch(step: int) -> dict:
+        chosen = groups.batch(step, batch_queries)
+        pairs, positive_index, negatives = [], [], []
+        for i, (q, pos, negs) in enumerate(chosen):
+            positive_index.append(len(pairs))
+            pairs.append((q, pos))
+            others = [p for j, (_, p, _) in enumerate(chosen) if j != i and train.qrels[q].get(p, 0) <= 0]
+            for d in list(negs) + others:
+                negatives.append((i, len(pairs)))
+                pairs.append((q, d))
+        encoded = model.encode(model.tokenize_queries([train.queries[q] for q, _ in pairs]),
+                               model.tokenize_passages([train.corpus[d] for _, d in pairs]))
+        encoded["positive_index"] = torch.tensor(positive_index)
+        encoded["negative_pairs"] = torch.tensor(negatives, dtype=torch.long).view(-1, 2)
+        return encoded
+    return batch
+
+
+def hinge_loss(margin: float):
+    """mean over negatives of max(0, loss(q|d+) - loss(q|d-) + margin) + mean loss(q|d+), where loss is
+    the per-sequence mean token negative log-likelihood."""
+    def loss(model, batch) -> torch.Tensor:
+        positive_index, negative_pairs = batch.pop("positive_index"), batch.pop("negative_pairs")
+        nll = -model(**batch)
+        positive = nll[positive_index]
+        hinge = torch.relu(positive[negative_pairs[:, 0]] - nll[negative_pairs[:, 1]] + margin)
+        return (hinge.mean() if len(hinge) else positive.new_zeros(())) + positive.mean()
+    return loss
+
+
+@torch.no_grad()
+def rerank(model: QueryLikelihood, collection: Collection, candidates: dict, depth: int, batch_size: int,
+           device, desc: str = "qlm", autocast=contextlib.nullcontext) -> tuple[dict, dict]:
+    """Score the top-``depth`` candidates of every query, batches sorted by length (little padding)."""
+    model.eval()
+    pairs = [(q, d) for q in collection.queries for d in list(candidates.get(q, {}))[:depth] if d in collection.corpus]
+    query_tokens = dict(zip(collection.queries, model.tokenize_queries(list(collection.queries.values()))))
+    docs = sorted({d for _, d in pairs})
+    passage_tokens = dict(zip(docs, model.tokenize_passages([collection.corpus[d] for d in docs])))
+    order = sorted(range(len(pairs)), key=lambda i: len(passage_tokens[pairs[i][1]]) + len(query_tokens[pairs[i][0]]))
+    run: dict[str, dict[str, float]] = {q: {} for q in collection.queries}
+    start = time.perf_counter()
+    for i in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
+        chunk = [pairs[j] for j in order[i:i + batch_size]]
+        encoded = model.encode([query_tokens[q] for q, _ in chunk], [passage_tokens[d] for _, d in chunk])
+        with autocast():
+            scores = model(**{k: v.to(device) for k, v in encoded.items()}).float().cpu().tolist()
+        for (q, d), s in zip(chunk, scores):
+            run[q][d] = s
+    seconds = time.perf_counter() - start
+    return run, {"pairs": len(pairs), "eval_s": seconds, "pairs_per_s": len(pairs) / max(seconds, 1e-9)}

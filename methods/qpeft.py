@@ -1,0 +1,180 @@
+"""Q-PEFT (Peng et al., arXiv 2404.04522): a query-dependent hint spliced into a causal LM's prompt.
+
+Both variants read the query through a trainable copy of the embedding table and the context (the
+document) through the frozen one, make hint vectors, pass them through a residual two-layer MLP
+(d -> d -> d) and return them for the caller to splice into the prompt:
+- ``qpeft-r``: the k context tokens most similar to the query, as tokens ("hints: t1 .. tk\\n");
+  the selection takes no gradient, the rows of the hint's tokens and the MLP do.
+- ``qpeft-a``: a multi-head attention layer (queries: the query tokens; keys, values: the context
+  tokens) whose |q| outputs are the hint. Fully differentiable.
+
+The original copies the whole embedding matrix as trainable (|V| x d). With ``table=sparse`` only the
+rows given as ``token_ids`` to ``methods.apply`` are copied and counted (every other row could never
+receive a gradient); ``table=full`` is the original.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .errors import MethodError
+from .inject import PREFIX, attach
+from .modules import Bottleneck
+from .registry import Knob, Method, register
+
+NAME = "query_hint"
+
+
+class QueryTable(nn.Module):
+    """Trainable copies of some rows of a frozen embedding table; other ids read the frozen rows."""
+
+    def __init__(self, frozen: nn.Embedding, token_ids):
+        super().__init__()
+        vocab, d = frozen.weight.shape
+        on_meta = frozen.weight.device.type == "meta"
+        ids = torch.arange(vocab) if token_ids is None else torch.tensor(sorted(set(int(t) for t in token_ids)),
+                                                                         dtype=torch.long)
+        if len(ids) and (ids.min() < 0 or ids.max() >= vocab):
+            raise MethodError(f"token ids must lie in the vocabulary [0, {vocab})")
+        object.__setattr__(self, "frozen", frozen)  # not a child: the backbone owns and counts it
+        self.rows = nn.Parameter(torch.empty(len(ids), d, device="meta" if on_meta else None))
+        self.register_buffer("row_ids", ids)
+        slot = torch.full((vocab,), -1, dtype=torch.long)
+        slot[ids] = torch.arange(len(ids))
+        self.register_buffer("slot", slot, persistent=False)
+        if not on_meta:
+            with torch.no_grad():
+                self.rows.copy_(frozen.weight[ids].float())
+
+    def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
+        slots = self.slot[token_ids]
+        trained = self.rows[slots.clamp(min=0)]
+        return torch.where((slots >= 0).unsqueeze(-1), trained.to(self.frozen.weight.dtype),
+                           self.frozen(token_ids))
+
+
+@torch.no_grad()
+def select_hint_tokens(query_vectors, query_mask, context_vectors, context_ids, candidate_mask,
+                       exclude_ids, k: int):
+    """Per example, the k distinct context tokens most similar to any query token.
+
+    Similarity: sigmoid(cosine) between every query and context vector; padding queries and positions
+    outside ``candidate_mask`` (padding, the query's own positions) never count; ``exclude_ids``
+    (special tokens) are dropped and every token id counts once, at its best position: exactly the
+    global ranking of (query token, position) pairs read from the top with duplicates dropped.
+    Returns (ids (B, k), valid (B, k)); valid is False where fewer than k tokens qualify.
+    """
+    q = nn.functional.normalize(query_vectors.float(), dim=-1)
+    c = nn.functional.normalize(context_vectors.float(), dim=-1)
+    scores = torch.sigmoid(q @ c.transpose(1, 2))  # (B, Lq, L)
+    scores = scores.masked_fill(~query_mask.bool().unsqueeze(2), -1.0)
+    best = scores.max(dim=1).values.float().masked_fill(~candidate_mask.bool(), -1.0)  # (B, L); sigmoid > 0
+    vocab = int(max(context_ids.max().item(), max(exclude_ids, default=0))) + 1
+    per_token = torch.full((len(best), vocab), -1.0, device=best.device)
+    per_token.scatter_reduce_(1, context_ids, best, reduce="amax")
+    if exclude_ids:
+        per_token[:, torch.tensor(list(exclude_ids), device=best.device)] = -1.0
+    top = per_token.topk(min(k, vocab), dim=1)
+    ids, valid = top.indices, top.values > 0
+    if ids.shape[1] < k:  # a tiny vocabulary: pad with invalid slots
+        pad = k - ids.shape[1]
+        ids = torch.cat([ids, ids.new_zeros(len(ids), pad)], 1)
+        valid = torch.cat([valid, valid.new_zeros(len(valid), pad)], 1)
+    return ids, valid
+
+
+class QueryHint(nn.Module):
+    """Hint vectors for a (query, context) batch; subclasses make the core, this wraps and maps it."""
+
+    def __init__(self, frozen: nn.Embedding, token_ids):
+        super().__init__()
+        d = frozen.weight.shape[1]
+        self.table = QueryTable(frozen, token_ids)
+        self.mlp = Bottleneck(d, d)  # residual and zero-initialised: a fresh hint is the plain tokens
+
+    def core(self, query_ids, query_mask, context_ids, context_mask, exclude_ids):
+        raise NotImplementedError
+
+    def forward(self, query_ids, query_mask, context_ids, context_mask, prefix_ids, suffix_ids,
+                exclude_ids=()) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hint (B, H, d), mask (B, H)): "prefix core suffix" mapped by the MLP; the mask is False on
+        core slots that carry nothing (the caller masks them out of attention)."""
+        vectors, mask = self.core(query_ids, query_mask, context_ids, context_mask, exclude_ids)
+        batch = len(vectors)
+        wrap = [self.table(torch.as_tensor(ids, dtype=torch.long, device=vectors.device)).unsqueeze(0)
+                .expand(batch, -1, -1) for ids in (prefix_ids, suffix_ids)]
+        hint = torch.cat([wrap[0], vectors.to(wrap[0].dtype), wrap[1]], dim=1)
+        ones = [mask.new_ones(batch, len(ids)) for ids in (prefix_ids, suffix_ids)]
+        return hint + self.mlp(hint), torch.cat([ones[0], mask, ones[1]], dim=1)
+
+
+class RetrievedHint(QueryHint):
+    def __init__(self, frozen: nn.Embedding, token_ids, k: int):
+        super().__init__(frozen, token_ids)
+        self.k = k
+
+    def core(self, query_ids, query_mask, context_ids, context_mask, exclude_ids):
+        ids, valid = select_hint_tokens(self.table(query_ids), query_mask, self.table.frozen(context_ids),
+                                        context_ids, context_mask, exclude_ids, self.k)
+        return self.table(ids), valid
+
+
+class AttendedHint(QueryHint):
+    def __init__(self, frozen: nn.Embedding, token_ids, heads: int):
+        super().__init__(frozen, token_ids)
+        d = frozen.weight.shape[1]
+        if d % heads:
+            raise MethodError(f"qpeft-a heads={heads} must divide the hidden size {d}")
+        device = "meta" if frozen.weight.device.type == "meta" else None
+        self.attention = nn.MultiheadAttention(d, heads, batch_first=True, device=device)
+
+    def core(self, query_ids, query_mask, context_ids, context_mask, exclude_ids):
+        keys = self.table.frozen(context_ids)
+        ignore = ~context_mask.bool()
+        ignore[ignore.all(dim=1), 0] = False  # an empty context: attend to its first slot, not to nothing
+        out, _ = self.attention(self.table(query_ids), keys, keys, key_padding_mask=ignore, need_weights=False)
+        return out, query_mask.bool()
+
+
+def _table_rows(table: str, token_ids, frozen: nn.Embedding):
+    if table == "full":
+        return None
+    if table != "sparse":
+        raise MethodError(f"qpeft table={table!r}: choose sparse (the rows given) or full (every row)")
+    if token_ids is None and frozen.weight.device.type != "meta":
+        raise MethodError("qpeft with table=sparse needs token_ids (the vocabulary rows that may train); "
+                          "pass them to methods.apply or use table=full")
+    return token_ids or []
+
+
+def insert_hint(base, arch, cls, token_ids, table: str, **kwargs) -> None:
+    frozen = base.get_input_embeddings()
+    attach(base, NAME, cls(frozen, _table_rows(table, token_ids, frozen), **kwargs))
+
+
+def query_hint(model: nn.Module) -> QueryHint | None:
+    """The Q-PEFT hint module applied to ``model`` (or None)."""
+    for name, module in model.named_modules():
+        if name.endswith(PREFIX + NAME):
+            return module
+    return None
+
+
+TABLE = Knob("table", str, "sparse", None, "sparse: train only the rows given as token_ids; full: all |V| rows")
+
+register(Method(
+    name="qpeft-r",
+    summary="Q-PEFT retrieval: the k context tokens nearest the query as a hint (selection not differentiable)",
+    inject=lambda base, arch, k, table, token_ids=None: insert_hint(base, arch, RetrievedHint, token_ids, table, k=k),
+    knobs=(Knob("k", int, 10, 1, "hint tokens"), TABLE),
+    families=("causal-lm",), takes_token_ids=True,
+))
+
+register(Method(
+    name="qpeft-a",
+    summary="Q-PEFT attention: multi-head attention from query to context tokens makes the hint",
+    inject=lambda base, arch, heads, table, token_ids=None: insert_hint(base, arch, AttendedHint, token_ids, table,
+                                                                         heads=heads),
+    knobs=(Knob("heads", int, 2, 1, "attention heads"), TABLE),
+    families=("causal-lm",), takes_token_ids=True,
+))
