@@ -15,11 +15,17 @@ def _methods_command(args) -> int:
     from .models import load_config
 
     config = load_config(args.model)
+    family = methods.family_of(config) or "encoder"
     rows = []
     for name in methods.names():
+        method = methods.get_method(name)
+        if family not in method.families:
+            continue
         p = methods.plan(config, name, args.budget)
+        note = f"plus {config.hidden_size} per embedding row it trains (counted at run time)" \
+            if method.takes_token_ids else ""
         rows.append({"method": name, "knobs": p.knobs, "trainable": p.trainable, "backbone": p.backbone,
-                     "pct": round(p.pct, 4), "applicable": p.applicable, "reason": p.reason})
+                     "pct": round(p.pct, 4), "applicable": p.applicable, "reason": p.reason or note})
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
@@ -29,7 +35,8 @@ def _methods_command(args) -> int:
     print(f"model {args.model} ({rows[0]['backbone']:,} backbone parameters), budget {budget}")
     print(render(["method", "knobs", "trainable", "% backbone", "applicable"], [
         [r["method"], " ".join(f"{k}={v}" for k, v in r["knobs"].items()) or "-", f"{r['trainable']:,}",
-         f"{r['pct']:.3f}", "yes" if r["applicable"] else "no: " + r["reason"]] for r in rows]))
+         f"{r['pct']:.3f}", ("yes" + (f" ({r['reason']})" if r["reason"] else "")) if r["applicable"]
+         else "no: " + r["reason"]] for r in rows]))
     return 0
 
 

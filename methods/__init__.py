@@ -8,7 +8,7 @@
     methods.export_peft_lora(model, dir)
 """
 from . import adapter, iaa, lora, mam, prefix, prompt, qpeft, selective  # noqa: F401  (registers the methods)
-from .arch import ARCHITECTURES
+from .arch import ARCHITECTURES, family_of
 from .budget import Plan, parse_budget, plan, solve
 from .core import MethodRecord, apply, apply_towers, record_of
 from .errors import BudgetUnreachable, MethodError
@@ -18,7 +18,7 @@ from .qpeft import query_hint, select_hint_tokens
 from .registry import get_method, names
 
 __all__ = [
-    "ARCHITECTURES", "BudgetUnreachable", "MethodError", "MethodRecord", "Plan", "apply", "apply_towers",
+    "ARCHITECTURES", "BudgetUnreachable", "family_of", "MethodError", "MethodRecord", "Plan", "apply", "apply_towers",
     "export_peft_lora", "get_method", "load", "names", "parse_budget", "plan", "query_hint", "record_of", "save",
     "select_hint_tokens", "soft_prompt", "solve",
 ]
