@@ -9,17 +9,16 @@ where head / middle / question are the template's text around {passage}, {hint} 
 from __future__ import annotations
 
 import contextlib
-import time
 
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
 
 import methods
 from methods.arch import find_base_model
 
 from .data import Collection
 from .errors import BenchError
+from .rerank import score_candidates
 
 DEFAULT_TEMPLATE = "Please write a question based on this passage.\nPassage: {passage}\n{hint}Question:{query}"
 HINT_PREFIX, HINT_SUFFIX = "hints:", "\n"
@@ -97,8 +96,8 @@ class QueryLikelihood(nn.Module):
         if prompt is not None:
             vectors = prompt(batch)
             parts.append((vectors, torch.ones(vectors.shape[:2], dtype=torch.bool, device=device)))
-        for name, ids, mask in (("head", *self._block("head", batch, device)), ("passage", passage_ids, passage_mask),
-                                ("middle", *self._block("middle", batch, device))):
+        for ids, mask in (self._block("head", batch, device), (passage_ids, passage_mask),
+                          self._block("middle", batch, device)):
             parts.append((embed(ids), mask))
         hint_module = methods.query_hint(self.lm)
         if hint_module is not None:
@@ -169,24 +168,14 @@ def hinge_loss(margin: float):
     return loss
 
 
-@torch.no_grad()
 def rerank(model: QueryLikelihood, collection: Collection, candidates: dict, depth: int, batch_size: int,
            device, desc: str = "qlm", autocast=contextlib.nullcontext) -> tuple[dict, dict]:
-    """Score the top-``depth`` candidates of every query, batches sorted by length (little padding)."""
-    model.eval()
-    pairs = [(q, d) for q in collection.queries for d in list(candidates.get(q, {}))[:depth] if d in collection.corpus]
+    """Query-likelihood scores of the top-``depth`` candidates of every query; every text tokenised once."""
     query_tokens = dict(zip(collection.queries, model.tokenize_queries(list(collection.queries.values()))))
-    docs = sorted({d for _, d in pairs})
+    docs = sorted({d for q in collection.queries for d in list(candidates.get(q, {}))[:depth] if d in collection.corpus})
     passage_tokens = dict(zip(docs, model.tokenize_passages([collection.corpus[d] for d in docs])))
-    order = sorted(range(len(pairs)), key=lambda i: len(passage_tokens[pairs[i][1]]) + len(query_tokens[pairs[i][0]]))
-    run: dict[str, dict[str, float]] = {q: {} for q in collection.queries}
-    start = time.perf_counter()
-    for i in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
-        chunk = [pairs[j] for j in order[i:i + batch_size]]
-        encoded = model.encode([query_tokens[q] for q, _ in chunk], [passage_tokens[d] for _, d in chunk])
-        with autocast():
-            scores = model(**{k: v.to(device) for k, v in encoded.items()}).float().cpu().tolist()
-        for (q, d), s in zip(chunk, scores):
-            run[q][d] = s
-    seconds = time.perf_counter() - start
-    return run, {"pairs": len(pairs), "eval_s": seconds, "pairs_per_s": len(pairs) / max(seconds, 1e-9)}
+
+    def encode(chunk):
+        return model.encode([query_tokens[q] for q, _ in chunk], [passage_tokens[d] for _, d in chunk])
+    return score_candidates(model, collection, candidates, depth, batch_size, device, encode,
+                            lambda q, d: len(query_tokens[q]) + len(passage_tokens[d]), desc, autocast)

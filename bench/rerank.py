@@ -59,23 +59,32 @@ def group_loss(kind: str):
 
 
 @torch.no_grad()
-def rerank(model, tokenizer, collection: Collection, candidates: dict, depth: int, batch_size: int,
-           max_length: int, device, desc: str = "rerank", autocast=contextlib.nullcontext) -> tuple[dict, dict]:
-    """Score the top-``depth`` candidates of every query; batches sorted by length (little padding)."""
+def score_candidates(model, collection: Collection, candidates: dict, depth: int, batch_size: int, device,
+                     encode, length, desc: str, autocast=contextlib.nullcontext) -> tuple[dict, dict]:
+    """Score the top-``depth`` candidates of every query in batches of similar length (little padding).
+    ``encode(pairs)`` makes the model's tensors for a batch of (query id, doc id); ``length(q, d)`` sorts."""
     model.eval()
     pairs = [(q, d) for q in collection.queries for d in list(candidates.get(q, {}))[:depth]
              if d in collection.corpus]
-    lengths = [len(collection.queries[q]) + len(collection.corpus[d]) for q, d in pairs]
-    order = sorted(range(len(pairs)), key=lambda i: lengths[i])
+    order = sorted(range(len(pairs)), key=lambda i: length(*pairs[i]))
     run: dict[str, dict[str, float]] = {q: {} for q in collection.queries}
     start = time.perf_counter()
     for i in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
         chunk = [pairs[j] for j in order[i:i + batch_size]]
-        encoded = encode_pairs(tokenizer, [collection.queries[q] for q, _ in chunk],
-                               [collection.corpus[d] for _, d in chunk], max_length)
+        encoded = encode(chunk)
         with autocast():
             scores = model(**{k: v.to(device) for k, v in encoded.items()}).float().cpu().tolist()
         for (q, d), s in zip(chunk, scores):
             run[q][d] = s
     seconds = time.perf_counter() - start
     return run, {"pairs": len(pairs), "eval_s": seconds, "pairs_per_s": len(pairs) / max(seconds, 1e-9)}
+
+
+def rerank(model, tokenizer, collection: Collection, candidates: dict, depth: int, batch_size: int,
+           max_length: int, device, desc: str = "rerank", autocast=contextlib.nullcontext) -> tuple[dict, dict]:
+    """The cross-encoder's scores for the top-``depth`` candidates of every query."""
+    def encode(chunk):
+        return encode_pairs(tokenizer, [collection.queries[q] for q, _ in chunk],
+                            [collection.corpus[d] for _, d in chunk], max_length)
+    return score_candidates(model, collection, candidates, depth, batch_size, device, encode,
+                            lambda q, d: len(collection.queries[q]) + len(collection.corpus[d]), desc, autocast)

@@ -62,3 +62,13 @@ def minilm_available() -> bool:
 
 def shared_data_available() -> bool:
     return (SHARED_DATA / "scifact" / "corpus.jsonl").exists()
+
+
+def copy_lora_into_peft(ours, peft_model) -> None:
+    """Give a peft LoRA model exactly the LoRA weights of our LoRA-applied copy of the same model."""
+    with torch.no_grad():
+        for name, module in ours.named_modules():
+            if hasattr(module, "peft_lora"):
+                target = peft_model.base_model.model.get_submodule(name)
+                target.lora_A["default"].weight.copy_(module.peft_lora.lora_A.weight)
+                target.lora_B["default"].weight.copy_(module.peft_lora.lora_B.weight)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import methods
-from conftest import perturb, tiny_inputs, tiny_model
+from conftest import copy_lora_into_peft, perturb, tiny_inputs, tiny_model
 
 ZERO_START = {
     "adapter": {"r": 4}, "adapter-pfeiffer": {"r": 4}, "lora": {"r": 4},
@@ -163,12 +163,7 @@ def test_lora_equals_peft_numerically_and_export_loads_in_peft(tmp_path):
     methods.apply(ours, "lora", r=4, alpha=8)
     perturb(ours, scale=0.2)
     peft_model = get_peft_model(reference, LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"]))
-    with torch.no_grad():
-        for name, module in ours.named_modules():
-            if hasattr(module, "peft_lora"):
-                target = peft_model.base_model.model.get_submodule(name)
-                target.lora_A["default"].weight.copy_(module.peft_lora.lora_A.weight)
-                target.lora_B["default"].weight.copy_(module.peft_lora.lora_B.weight)
+    copy_lora_into_peft(ours, peft_model)
     inputs = tiny_inputs()
     expected = hidden(ours, inputs)
     assert (hidden(peft_model, inputs) - expected).abs().max() < 1e-5

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 import methods
+from conftest import copy_lora_into_peft
 from methods.qpeft import AttendedHint, RetrievedHint
 
 SPECIAL = 0
@@ -157,7 +158,7 @@ def test_llm_methods_count_exactly_and_refuse_encoder_only_methods():
     with pytest.raises(methods.MethodError, match="does not tune causal-lm"):
         methods.apply(tiny_llama(), "adapter", r=4)
     with pytest.raises(methods.MethodError, match="does not tune encoder"):
-        from conftest import tiny_model
+        from conftest import tiny_model  # noqa: E402
         methods.apply(tiny_model("bert"), "soft-prompt")
 
 
@@ -186,12 +187,7 @@ def test_lora_on_llama_equals_peft_numerically():
                 p.add_(torch.randn_like(p) * 0.2)
     peft_model = get_peft_model(reference, LoraConfig(r=4, lora_alpha=8,
                                                       target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
-    with torch.no_grad():
-        for name, module in ours.named_modules():
-            if hasattr(module, "peft_lora"):
-                target = peft_model.base_model.model.get_submodule(name)
-                target.lora_A["default"].weight.copy_(module.peft_lora.lora_A.weight)
-                target.lora_B["default"].weight.copy_(module.peft_lora.lora_B.weight)
+    copy_lora_into_peft(ours, peft_model)
     ids = torch.randint(3, 100, (2, 9), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = ours(input_ids=ids).logits
