@@ -47,8 +47,11 @@ def _list_command(args) -> int:
     from .suites import list_suites
 
     print("suites:   " + ", ".join(list_suites()))
-    print("stages:   rerank (cross-encoder), dense (bi-encoder)")
-    print("methods:  " + ", ".join(methods.names()) + ", bm25 (first stage), none (dense: zero-shot backbone)")
+    print("stages:   rerank (cross-encoder), dense (bi-encoder), qlm (causal-LM query likelihood)")
+    for family, stages in (("encoder", "rerank, dense"), ("causal-lm", "qlm")):
+        names = [n for n in methods.names() if family in methods.get_method(n).families]
+        print(f"methods ({stages}): " + ", ".join(names))
+    print("also:     bm25 (first stage), none (dense: zero-shot backbone), zero-shot (qlm: untrained LM)")
     local = list_local_datasets()
     print("datasets: " + (", ".join(local) if local else "(none under BENCH_DATA_PATH)")
           + "; or any BEIR folder path, or an ir_datasets id")
@@ -76,9 +79,9 @@ def _status_command(args) -> int:
 
 
 def _grid_arguments(r) -> None:
-    r.add_argument("--suite", default=None, help="suite name or YAML path (default: smoke, or smoke-dense "
-                   "with --stage dense)")
-    r.add_argument("--stage", default=None, help="rerank, dense, or both comma-separated (overrides the suite's)")
+    r.add_argument("--suite", default=None, help="suite name or YAML path (default: smoke; smoke-dense "
+                   "with --stage dense, smoke-qlm with --stage qlm)")
+    r.add_argument("--stage", default=None, help="rerank, dense, qlm, or several comma-separated (overrides the suite's)")
     r.add_argument("--separate-towers", action="store_true",
                    help="dense stage: separate query and document encoders (default: one shared encoder)")
     r.add_argument("--methods", default=None, help="all, or comma-separated names (bm25 = first stage only)")

@@ -15,7 +15,8 @@ from .suites import FIRST_STAGE, apply_overrides, expand, load_suite
 
 
 def _suite_from_args(args) -> dict:
-    name = args.suite or ("smoke-dense" if getattr(args, "stage", None) == "dense" else "smoke")
+    stage = getattr(args, "stage", None)
+    name = args.suite or {"dense": "smoke-dense", "qlm": "smoke-qlm"}.get(stage, "smoke")
     return apply_overrides(load_suite(name), args)
 
 
