@@ -4,9 +4,11 @@ from __future__ import annotations
 import csv
 import io
 
+from ..evaluate import STAGE_METRICS
 from .stats import Row
 
-PRIMARY = {"rerank": ["ndcg@10", "mrr@10", "mrr@100", "ndcg@100"], "dense": ["ndcg@10", "mrr@10", "recall@100", "recall@1000"]}
+# every stage's metrics, nDCG@10 first (the leaderboards' headline)
+PRIMARY = {stage: sorted(metrics, key=lambda m: m != "ndcg@10") for stage, metrics in STAGE_METRICS.items()}
 CSV_FIELDS = ["stage", "dataset", "metric", "method", "budget", "pct", "seeds", "mean", "std", "diff_to_full",
               "p_vs_full_holm", "best_other", "p_vs_best_holm", "marks", "failed", "diverged", "notes"]
 

@@ -6,6 +6,7 @@ import statistics
 from dataclasses import dataclass
 
 from .load import Cell
+from .stats import UNTRAINED
 
 SPIKE_WINDOW = 20
 SPIKE_MADS = 5.0  # a spike sits this many median absolute deviations above the recent median
@@ -79,7 +80,7 @@ def loss_band(curves: list[list[float]]) -> tuple[list[float], list[float], list
 def stability(cells: list[Cell]) -> list[Stability]:
     groups: dict[tuple, list[Cell]] = {}
     for cell in cells:
-        if cell.key[1] in ("bm25", "none") or cell.status == "not_applicable":
+        if cell.key[1] in UNTRAINED or cell.status == "not_applicable":
             continue
         groups.setdefault(cell.key, []).append(cell)
     out = []

@@ -6,10 +6,12 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
+from ..suites import FIRST_STAGE, LM_ZERO_SHOT, ZERO_SHOT
 from .load import Cell
 
 REFERENCE = "full"
-NOT_PEFT = ("full", "bm25", "none")
+UNTRAINED = (FIRST_STAGE, ZERO_SHOT, LM_ZERO_SHOT)  # baselines: no training curve, no PEFT comparison
+NOT_PEFT = ("full",) + UNTRAINED
 ALPHA = 0.05
 
 
