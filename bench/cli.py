@@ -92,9 +92,16 @@ def _grid_arguments(r) -> None:
     r.add_argument("--model", default=None, help="override the suite's backbone")
     r.add_argument("--precision", default=None, choices=["no", "bf16", "fp16", "auto"],
                    help="mixed precision (auto: bf16 where the device computes it natively)")
+    r.add_argument("--compile", action="store_true", help="torch.compile every model (pays off on long GPU runs)")
     r.add_argument("--epochs", type=int, default=None, help="override the training epochs")
     r.add_argument("--max-steps", type=int, default=None, help="override the training steps")
     r.add_argument("--out", default="runs", help="run store directory (default: runs)")
+
+
+def _perf_command(args) -> int:
+    from .perf import run_perf
+
+    return run_perf(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,6 +139,24 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--suite", default="smoke")
     rp.add_argument("--out", default="reports", help="output directory (default: reports)")
     rp.set_defaults(func=_report_command)
+
+    pf = sub.add_parser("perf", help="throughput, memory and FLOP/s against reference stacks (writes JSON)")
+    pf.add_argument("--out", default="perf.json", help="JSON file to write (default: perf.json)")
+    pf.add_argument("--stages", default="rerank,dense", help="rerank, dense or both")
+    pf.add_argument("--methods", default="full,lora,bitfit,adapter", help="methods to time (full and lora "
+                    "also through the reference stack)")
+    pf.add_argument("--lengths", default="128,256", help="sequence lengths")
+    pf.add_argument("--model", default="minilm")
+    pf.add_argument("--precision", default="auto", choices=["no", "bf16", "auto"])
+    pf.add_argument("--batch", type=int, default=4, help="queries per training step")
+    pf.add_argument("--group", type=int, default=4, help="rerank: passages per query (positive + negatives)")
+    pf.add_argument("--steps", type=int, default=6, help="timed training steps")
+    pf.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    pf.add_argument("--eval-passages", type=int, default=600, help="passages for the evaluation timings")
+    pf.add_argument("--eval-batch", type=int, default=64)
+    pf.add_argument("--skip-grid", action="store_true", help="leave out the smoke-suite overhead measurement")
+    pf.add_argument("--grid-suite", default="smoke")
+    pf.set_defaults(func=_perf_command)
 
     st = sub.add_parser("status", help="done / running / failed / pending cells of a suite's grid")
     _grid_arguments(st)

@@ -106,7 +106,7 @@ def contrastive_loss(temperature: float):
     return loss
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def encode_texts(model: BiEncoder, side: str, tokenizer, texts: list[str], batch_size: int, max_length: int,
                  device, autocast=contextlib.nullcontext, desc: str = "encode") -> torch.Tensor:
     """One vector per text, in input order. Batches are formed from texts sorted by token length, so

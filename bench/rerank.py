@@ -58,7 +58,7 @@ def group_loss(kind: str):
     return loss
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def score_candidates(model, collection: Collection, candidates: dict, depth: int, batch_size: int, device,
                      encode, length, desc: str, autocast=contextlib.nullcontext) -> tuple[dict, dict]:
     """Score the top-``depth`` candidates of every query in batches of similar length (little padding).

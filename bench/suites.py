@@ -88,6 +88,8 @@ def apply_overrides(suite: dict, args) -> dict:
         suite.setdefault("encoder", {})["separate_towers"] = True
     if getattr(args, "precision", None):
         suite["mixed_precision"] = args.precision
+    if getattr(args, "compile", False):
+        suite["compile"] = True
     if getattr(args, "epochs", None):
         suite.setdefault("train", {})["epochs"] = args.epochs
     if getattr(args, "max_steps", None):
@@ -170,10 +172,12 @@ def _method_cells(suite: dict, stage: str, base: dict, chosen: list[str], train:
     model = section.get("model") or suite.get("model") or DEFAULT_MODEL[stage]
     encoder = {**DEFAULT_ENCODER, **suite.get("encoder", {}), **section.get("encoder", {})}
     extra = {"encoder": encoder} if stage == "dense" else {}
+    if suite.get("compile"):  # only when asked: cells without it keep their ids
+        extra["compile"] = True
     if stage == "qlm":
         from .qlm import DEFAULT_TEMPLATE
 
-        extra = {"prompt": {"template": DEFAULT_TEMPLATE, **suite.get("prompt", {}), **section.get("prompt", {})}}
+        extra["prompt"] = {"template": DEFAULT_TEMPLATE, **suite.get("prompt", {}), **section.get("prompt", {})}
     zero_shot = STAGE_ZERO_SHOT.get(stage)
     for name in chosen:
         if name == FIRST_STAGE or (name in STAGE_ZERO_SHOT.values() and name != zero_shot):

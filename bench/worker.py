@@ -160,8 +160,14 @@ def _budget(cell: dict):
     return None if cell["budget"] == "native" and methods.get_method(cell["method"]).fixed else cell["budget"]
 
 
+def _maybe_compile(cell: dict, model) -> None:
+    if cell.get("compile"):
+        model.compile(dynamic=True)  # in place: parameter names, hence saved tensors, stay the same
+
+
 def _fit(cell: dict, model, batches_for, loss, out_dir: Path, cache: Path, accelerator, head_params=()):
     """The training part every stage shares: groups from the first stage, the one loop, saved tensors."""
+    _maybe_compile(cell, model)
     settings = cell["train"]
     train_coll = collection(cell["datasets"]["train"])
     train_cands = _candidates(cell, train_coll, cache, cell["first_stage"]["depth"])
@@ -224,6 +230,7 @@ def _train_and_retrieve(cell: dict, out_dir: Path, cache: Path):
     settings, evaluation = cell.get("train", {}), cell["eval"]
     if cell["method"] == ZERO_SHOT:
         record, stats = _untrained(ZERO_SHOT, [tower for tower in model.towers()], backbone), {}
+        _maybe_compile(cell, model)
         model.to(accelerator.device)
     else:
         record = methods.apply_towers(model, model.towers(), cell["method"], budget_pct=_budget(cell))
@@ -262,6 +269,7 @@ def _train_and_score_likelihood(cell: dict, out_dir: Path, cache: Path):
     accelerator = make_accelerator(cell.get("mixed_precision", "no"))
     if cell["method"] == LM_ZERO_SHOT:
         record, stats = _untrained(LM_ZERO_SHOT, [lm], lm), {}
+        _maybe_compile(cell, model)
         model.to(accelerator.device)
     else:
         model.passage_max_length, model.query_max_length = settings["passage_max_length"], settings["query_max_length"]
