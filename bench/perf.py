@@ -120,6 +120,8 @@ def _train_job(spec: dict) -> dict:
     group = spec["group"] if stage == "rerank" else 2
     if spec["stack"] == "ours":
         tokenizer, model, loss, record = _ours_step_setup(stage, method, spec["model"])
+        if spec.get("compile"):
+            model.compile(dynamic=False)  # fixed shapes here
         inputs = _train_inputs(stage, tokenizer, length, spec["batch"], group)
         batch = {**inputs, "group_size": group}
         flops = _count_flops(model, loss, batch)
@@ -222,6 +224,24 @@ def _reference_train(spec: dict, stage: str, method: str, length: int, group: in
     return time.perf_counter() - Timer.start, flops, trainable
 
 
+def measure_training_ablations(args, precision: str) -> dict:
+    """One training setting (rerank, lora, length 128) with each training speed-up on and off."""
+    import torch
+
+    base = {"stage": "rerank", "method": "lora", "length": 128, "stack": "ours", "model": args.model,
+            "precision": precision, "batch": args.batch, "group": args.group, "steps": args.steps,
+            "warmup": args.warmup, "threads": torch.get_num_threads()}
+    on = _in_child(_train_job, base)["examples_per_s"]
+    out = {}
+    if precision != "no":
+        off = _in_child(_train_job, {**base, "precision": "no"})["examples_per_s"]
+        out["bf16_autocast"] = {"on": on, "off": off, "speedup": on / off}
+    if args.compile_ablation:
+        compiled = _in_child(_train_job, {**base, "compile": True})["examples_per_s"]
+        out["torch_compile"] = {"on": compiled, "off": on, "speedup": compiled / on}
+    return out
+
+
 def _in_child(job, spec: dict) -> dict:
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:
@@ -253,57 +273,124 @@ def measure_training(stages, methods_, lengths, model: str, precision: str, batc
 
 # ---------------------------------------------------------------- evaluation
 
+def _eval_data(passages: int, queries: int, depth: int):
+    from .data import Collection
+
+    texts = _passages(passages)
+    corpus = {f"d{i}": t for i, t in enumerate(texts)}
+    query_texts = {f"q{i}": t[:100] for i, t in enumerate(texts[::-1][:queries])}
+    coll = Collection(ref="perf", corpus=corpus, queries=query_texts, qrels={}, fingerprint="perf")
+    candidates = {q: {d: 0.0 for d in list(corpus)[:depth]} for q in query_texts}
+    return texts, coll, candidates
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _cross_encoder(model_name: str, device, attn: str = "sdpa"):
+    from transformers import AutoModel
+
+    from .models import load_tokenizer, resolve_path
+    from .rerank import CrossEncoder
+
+    backbone = AutoModel.from_pretrained(resolve_path(model_name), attn_implementation=attn)
+    return load_tokenizer(model_name), CrossEncoder(backbone).to(device).eval()
+
+
 def measure_evaluation(model_name: str, precision: str, passages: int, batch_size: int, max_length: int,
-                       progress=print) -> dict:
-    """Our reranking and encoding against sentence-transformers on the same passages (SciFact's, of
-    every length) and batch size."""
+                       queries: int = 10, depth: int = 100, progress=print) -> dict:
+    """Our reranking and encoding against sentence-transformers (fp32, its default) on the same
+    SciFact passages (every length) and batch size; ours in fp32 and at ``precision``."""
     import torch
     from sentence_transformers import CrossEncoder as STCrossEncoder
     from sentence_transformers import SentenceTransformer
 
-    from .data import Collection
     from .dense import BiEncoder, encode_texts
     from .models import load_backbone, resolve_path
-    from .rerank import CrossEncoder, rerank
+    from .rerank import rerank
 
-    texts = _passages(passages)
-    queries = {f"q{i}": t[:100] for i, t in enumerate(_passages(passages)[::-1][: max(1, passages // 20)])}
-    corpus = {f"d{i}": t for i, t in enumerate(texts)}
-    coll = Collection(ref="perf", corpus=corpus, queries=queries, qrels={}, fingerprint="perf")
-    candidates = {q: {d: 0.0 for d in corpus} for q in queries}
-    pairs = [(queries[q], corpus[d]) for q in queries for d in corpus]
-    autocast = _precision_context(precision)
+    texts, coll, candidates = _eval_data(passages, queries, depth)
+    pairs = [(coll.queries[q], coll.corpus[d]) for q in coll.queries for d in candidates[q]]
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    out = {}
+    precisions = ["no"] + ([precision] if precision != "no" else [])
+    out = {"rerank": {"pairs": len(pairs)}, "encode": {"passages": len(texts)}}
 
-    tokenizer, backbone = load_backbone(model_name)
-    ours = CrossEncoder(backbone).to(device)
-    start = time.perf_counter()
-    rerank(ours, tokenizer, coll, candidates, len(corpus), batch_size, max_length, device, autocast=autocast)
-    ours_s = time.perf_counter() - start
+    tokenizer, ours = _cross_encoder(model_name, device)
     reference = STCrossEncoder(resolve_path(model_name), num_labels=1, max_length=max_length, device=device)
-    start = time.perf_counter()
-    reference.predict(pairs, batch_size=batch_size, show_progress_bar=False)
-    ref_s = time.perf_counter() - start
-    out["rerank"] = {"pairs": len(pairs), "ours_pairs_per_s": len(pairs) / ours_s,
-                     "reference_pairs_per_s": len(pairs) / ref_s, "ratio": ref_s / ours_s}
-    progress(f"rerank: ours {len(pairs) / ours_s:.1f} pairs/s, sentence-transformers {len(pairs) / ref_s:.1f}")
+    reference.predict(pairs[:batch_size], batch_size=batch_size, show_progress_bar=False)  # warm-up
+    ref_s = _timed(lambda: reference.predict(pairs, batch_size=batch_size, show_progress_bar=False))
+    out["rerank"]["reference_pairs_per_s"] = len(pairs) / ref_s
+    for p in precisions:
+        s = _timed(lambda: rerank(ours, tokenizer, coll, candidates, depth, batch_size, max_length, device,
+                                  autocast=_precision_context(p)))
+        out["rerank"][f"ours_{p}_pairs_per_s"] = len(pairs) / s
+        out["rerank"][f"ratio_{p}"] = ref_s / s
+    progress(f"rerank: {out['rerank']}")
 
     tokenizer, backbone = load_backbone(model_name)
     encoder = BiEncoder(backbone, "mean", "cos").to(device)
-    encode_texts(encoder, "d", tokenizer, texts[:batch_size], batch_size, max_length, device, autocast)  # warm-up
-    start = time.perf_counter()
-    encode_texts(encoder, "d", tokenizer, texts, batch_size, max_length, device, autocast)
-    ours_s = time.perf_counter() - start
     reference = SentenceTransformer(resolve_path(model_name), device=device)
     reference.max_seq_length = max_length
-    start = time.perf_counter()
-    reference.encode(texts, batch_size=batch_size, show_progress_bar=False)
-    ref_s = time.perf_counter() - start
-    out["encode"] = {"passages": len(texts), "ours_passages_per_s": len(texts) / ours_s,
-                     "reference_passages_per_s": len(texts) / ref_s, "ratio": ref_s / ours_s}
-    progress(f"encode: ours {len(texts) / ours_s:.1f} passages/s, sentence-transformers {len(texts) / ref_s:.1f}")
+    reference.encode(texts[:batch_size], batch_size=batch_size, show_progress_bar=False)  # warm-up
+    ref_s = _timed(lambda: reference.encode(texts, batch_size=batch_size, show_progress_bar=False))
+    out["encode"]["reference_passages_per_s"] = len(texts) / ref_s
+    for p in precisions:
+        s = _timed(lambda: encode_texts(encoder, "d", tokenizer, texts, batch_size, max_length, device,
+                                        _precision_context(p)))
+        out["encode"][f"ours_{p}_passages_per_s"] = len(texts) / s
+        out["encode"][f"ratio_{p}"] = ref_s / s
+    progress(f"encode: {out['encode']}")
     return out
+
+
+def measure_ablations(model_name: str, precision: str, passages: int, batch_size: int, max_length: int,
+                      queries: int = 10, depth: int = 100, progress=print) -> dict:
+    """Each evaluation speed-up on and off, the rest unchanged: pairs/s of reranking."""
+    import torch
+
+    from .rerank import rerank
+
+    _, coll, candidates = _eval_data(passages, queries, depth)
+    pairs = sum(len(c) for c in candidates.values())
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    fast = _precision_context(precision)
+    tokenizer, model = _cross_encoder(model_name, device)
+
+    def pairs_per_s(model=model, autocast=fast, sort=True, grad_mode=torch.inference_mode):
+        length = None if sort else (lambda q, d: 0)  # unsorted: the candidates' own order
+        seconds = _timed(lambda: rerank(model, tokenizer, coll, candidates, depth, batch_size, max_length, device,
+                                        autocast=autocast, length=length, grad_mode=grad_mode))
+        return pairs / seconds
+
+    out = {"length_sorted": {"on": pairs_per_s(), "off": pairs_per_s(sort=False)},
+           "bf16_autocast": {"on": pairs_per_s(), "off": pairs_per_s(autocast=contextlib.nullcontext)},
+           "inference_mode": {"on": pairs_per_s(), "off": pairs_per_s(grad_mode=torch.no_grad)}}
+    _, eager = _cross_encoder(model_name, device, attn="eager")
+    eager.load_state_dict(model.state_dict())
+    out["sdpa_attention"] = {"on": pairs_per_s(), "off": pairs_per_s(model=eager)}
+    for row in out.values():
+        row["speedup"] = row["on"] / row["off"]
+    progress(f"ablations (pairs/s): {out}")
+    return out
+
+
+def measure_caches(dataset: str = "scifact/test", depth: int = 100) -> dict:
+    """First-stage candidates computed (BM25 over the corpus) against read back from the shared cache,
+    and the model load every cell pays once."""
+    from .data import load_collection
+    from .firststage import candidates
+    from .models import load_backbone
+
+    coll = load_collection(dataset)
+    with tempfile.TemporaryDirectory() as cache:
+        computed = _timed(lambda: candidates(coll, "bm25s", depth, cache))
+        cached = _timed(lambda: candidates(coll, "bm25s", depth, cache))
+    return {"candidates": {"dataset": dataset, "computed_s": computed, "cached_s": cached,
+                           "speedup": computed / cached},
+            "model_load_s": _timed(lambda: load_backbone("minilm"))}
 
 
 # ---------------------------------------------------------------- grid overhead
@@ -373,6 +460,9 @@ def run_perf(args) -> int:
             if stack in row:
                 row[stack]["fraction_of_peak"] = row[stack]["flops_per_s"] / peak
     report["evaluation"] = measure_evaluation(args.model, precision, args.eval_passages, args.eval_batch, 256)
+    report["ablations"] = measure_ablations(args.model, precision, args.eval_passages, args.eval_batch, 256)
+    report["ablations"]["training"] = measure_training_ablations(args, precision)
+    report["caches"] = measure_caches()
     if not args.skip_grid:
         report["grid"] = measure_grid_overhead(args.grid_suite)
     out = Path(args.out)
@@ -387,11 +477,18 @@ def run_perf(args) -> int:
                    f"{100 * r['ours']['fraction_of_peak']:.1f}", f"{r['ours']['peak_memory_mb']:.0f}",
                    f"{r['reference']['peak_memory_mb']:.0f}" if "reference" in r else "-",
                    f"{r['ours']['optimizer_state_mb']:.1f}"] for r in report["training"]]))
-    evaluation = report["evaluation"]
-    print(f"rerank: {evaluation['rerank']['ours_pairs_per_s']:.1f} pairs/s vs sentence-transformers "
-          f"{evaluation['rerank']['reference_pairs_per_s']:.1f} (x{evaluation['rerank']['ratio']:.2f}); "
-          f"encode: {evaluation['encode']['ours_passages_per_s']:.1f} passages/s vs "
-          f"{evaluation['encode']['reference_passages_per_s']:.1f} (x{evaluation['encode']['ratio']:.2f})")
+    for kind, unit in (("rerank", "pairs"), ("encode", "passages")):
+        row = report["evaluation"][kind]
+        ours = ", ".join(f"{'fp32' if p == 'no' else p} {row[f'ours_{p}_{unit}_per_s']:.1f} (x{row[f'ratio_{p}']:.2f})"
+                         for p in ("no", precision) if f"ratio_{p}" in row)
+        print(f"{kind}: sentence-transformers {row[f'reference_{unit}_per_s']:.1f} {unit}/s; ours {ours}")
+    print("speed-ups, on / off: " + "; ".join(f"{name} x{row['speedup']:.2f}"
+                                               for name, row in report["ablations"].items() if "speedup" in row))
+    print("training: " + "; ".join(f"{name} x{row['speedup']:.2f}" for name, row in
+                                  report["ablations"]["training"].items()))
+    caches = report["caches"]
+    print(f"candidates cache x{caches['candidates']['speedup']:.0f} ({caches['candidates']['computed_s']:.2f} s -> "
+          f"{caches['candidates']['cached_s']:.3f} s); model load {caches['model_load_s']:.2f} s per cell")
     if "grid" in report:
         grid = report["grid"]
         print(f"grid ({grid['suite']}): {grid['wall_s']:.0f} s wall, {grid['train_and_eval_s']:.0f} s training and "

@@ -58,11 +58,17 @@ def group_loss(kind: str):
     return loss
 
 
-@torch.inference_mode()
 def score_candidates(model, collection: Collection, candidates: dict, depth: int, batch_size: int, device,
-                     encode, length, desc: str, autocast=contextlib.nullcontext) -> tuple[dict, dict]:
+                     encode, length, desc: str, autocast=contextlib.nullcontext,
+                     grad_mode=torch.inference_mode) -> tuple[dict, dict]:
     """Score the top-``depth`` candidates of every query in batches of similar length (little padding).
     ``encode(pairs)`` makes the model's tensors for a batch of (query id, doc id); ``length(q, d)`` sorts."""
+    with grad_mode():
+        return _score_candidates(model, collection, candidates, depth, batch_size, device, encode, length, desc,
+                                 autocast)
+
+
+def _score_candidates(model, collection, candidates, depth, batch_size, device, encode, length, desc, autocast):
     model.eval()
     pairs = [(q, d) for q in collection.queries for d in list(candidates.get(q, {}))[:depth]
              if d in collection.corpus]
@@ -81,10 +87,13 @@ def score_candidates(model, collection: Collection, candidates: dict, depth: int
 
 
 def rerank(model, tokenizer, collection: Collection, candidates: dict, depth: int, batch_size: int,
-           max_length: int, device, desc: str = "rerank", autocast=contextlib.nullcontext) -> tuple[dict, dict]:
-    """The cross-encoder's scores for the top-``depth`` candidates of every query."""
+           max_length: int, device, desc: str = "rerank", autocast=contextlib.nullcontext,
+           length=None, grad_mode=torch.inference_mode) -> tuple[dict, dict]:
+    """The cross-encoder's scores for the top-``depth`` candidates of every query (``length``: the
+    batching order's key, by default the pair's length in characters)."""
     def encode(chunk):
         return encode_pairs(tokenizer, [collection.queries[q] for q, _ in chunk],
                             [collection.corpus[d] for _, d in chunk], max_length)
-    return score_candidates(model, collection, candidates, depth, batch_size, device, encode,
-                            lambda q, d: len(collection.queries[q]) + len(collection.corpus[d]), desc, autocast)
+    length = length or (lambda q, d: len(collection.queries[q]) + len(collection.corpus[d]))
+    return score_candidates(model, collection, candidates, depth, batch_size, device, encode, length, desc, autocast,
+                            grad_mode)
