@@ -26,6 +26,16 @@ LENGTHS = (128, 256)
 DEFAULT_METHODS = ("full", "lora", "bitfit", "adapter")
 REFERENCE_METHODS = ("full", "lora")  # the reference stack has these: Trainer, Trainer + peft LoRA
 TEMPERATURE = 0.05
+QUERY_LENGTH = 32  # bi-encoder queries
+
+
+def _shape(spec: dict) -> tuple[int, int]:
+    """(queries per step, passages per query): the cross-encoder takes ``batch`` queries with ``group``
+    passages each; the bi-encoder ``batch * group`` queries with a positive and a negative each (the
+    same number of passages, plus in-batch negatives)."""
+    if spec["stage"] == "rerank":
+        return spec["batch"], spec["group"]
+    return spec["batch"] * spec["group"] // 2, 2
 
 
 def _precision_context(precision: str):
@@ -79,7 +89,7 @@ def _train_inputs(stage: str, tokenizer, length: int, batch: int, group: int) ->
     if stage == "rerank":
         queries = [t[:120] for t in _passages(batch * group)[::-1]]
         return _fixed_batch(tokenizer, texts, length, pairs_with=queries)
-    q = _fixed_batch(tokenizer, [t[:120] for t in texts[:batch]], 32)
+    q = _fixed_batch(tokenizer, [t[:120] for t in texts[:batch]], QUERY_LENGTH)
     d = _fixed_batch(tokenizer, texts, length)
     return {**{f"q_{k}": v for k, v in q.items()}, **{f"d_{k}": v for k, v in d.items()}}
 
@@ -117,12 +127,12 @@ def _train_job(spec: dict) -> dict:
     from .train import make_accelerator, train
 
     stage, method, length = spec["stage"], spec["method"], spec["length"]
-    group = spec["group"] if stage == "rerank" else 2
+    queries, group = _shape(spec)
     if spec["stack"] == "ours":
         tokenizer, model, loss, record = _ours_step_setup(stage, method, spec["model"])
         if spec.get("compile"):
             model.compile(dynamic=False)  # fixed shapes here
-        inputs = _train_inputs(stage, tokenizer, length, spec["batch"], group)
+        inputs = _train_inputs(stage, tokenizer, length, queries, group)
         batch = {**inputs, "group_size": group}
         flops = _count_flops(model, loss, batch)
         stamps = []
@@ -136,9 +146,10 @@ def _train_job(spec: dict) -> dict:
         seconds = time.perf_counter() - stamps[spec["warmup"]]
         trainable = record.trainable + record.head
     else:
-        seconds, flops, trainable = _reference_train(spec, stage, method, length, group)
-    examples = spec["steps"] * spec["batch"] * (group if stage == "rerank" else 1)
-    tokens = examples * length * (1 if stage == "rerank" else group)
+        seconds, flops, trainable = _reference_train(spec, stage, method, length)
+    # an example: a (query, passage) pair for the cross-encoder, a query with its passages for the bi-encoder
+    examples = spec["steps"] * queries * (group if stage == "rerank" else 1)
+    tokens = examples * (length if stage == "rerank" else QUERY_LENGTH + group * length)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     from .environment import peak_memory_mb
 
@@ -149,7 +160,7 @@ def _train_job(spec: dict) -> dict:
             "peak_memory_mb": peak_memory_mb(device)}
 
 
-def _reference_train(spec: dict, stage: str, method: str, length: int, group: int):
+def _reference_train(spec: dict, stage: str, method: str, length: int):
     """The same steps through transformers' Trainer (peft's LoRA for lora): (seconds, flops, trainable)."""
     import torch
     import torch.nn.functional as F
@@ -159,7 +170,8 @@ def _reference_train(spec: dict, stage: str, method: str, length: int, group: in
 
     path = resolve_path(spec["model"])
     tokenizer = load_tokenizer(spec["model"])
-    inputs = _train_inputs(stage, tokenizer, length, spec["batch"], group)
+    queries, group = _shape(spec)
+    inputs = _train_inputs(stage, tokenizer, length, queries, group)
     if stage == "rerank":
         model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
     else:
@@ -189,10 +201,10 @@ def _reference_train(spec: dict, stage: str, method: str, length: int, group: in
         return in_batch_loss(F.normalize(qv, dim=-1), F.normalize(dv, dim=-1), group, TEMPERATURE)
 
     if stage == "dense":  # one row per query: its documents travel with it
-        docs = {k: v.view(spec["batch"], group, -1) for k, v in inputs.items() if k.startswith("d_")}
+        docs = {k: v.view(queries, group, -1) for k, v in inputs.items() if k.startswith("d_")}
         rows = [{**{k: v[i] for k, v in inputs.items() if k.startswith("q_")}, **{k: v[i] for k, v in docs.items()}}
-                for i in range(spec["batch"])]
-    per_step = spec["batch"] * (group if stage == "rerank" else 1)
+                for i in range(queries)]
+    per_step = queries * (group if stage == "rerank" else 1)
     flops = _count_flops(model, lambda m, b: loss_of(m, b),
                          {k: torch.stack([r[k] for r in rows[:per_step]]) for k in rows[0]})
 
