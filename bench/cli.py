@@ -155,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--eval-passages", type=int, default=600, help="passages for the evaluation timings")
     pf.add_argument("--eval-batch", type=int, default=64)
     pf.add_argument("--skip-grid", action="store_true", help="leave out the smoke-suite overhead measurement")
+    pf.add_argument("--skip-eval", action="store_true", help="leave out evaluation, its ablations and caches")
     pf.add_argument("--compile-ablation", action="store_true", help="also time training under torch.compile "
                     "(compiling takes minutes on CPU)")
     pf.add_argument("--grid-suite", default="smoke")

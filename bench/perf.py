@@ -142,7 +142,7 @@ def _train_job(spec: dict) -> dict:
             return dict(batch)
         train(model, batches, loss, lr=1e-5, steps=spec["warmup"] + spec["steps"],
               accelerator=make_accelerator(spec["precision"]), log_path=Path(os.devnull),
-              desc=f"{stage} {method} L{length}")
+              desc=f"{stage} {method} L{length}", fused=spec.get("fused", True))
         seconds = time.perf_counter() - stamps[spec["warmup"]]
         trainable = record.trainable + record.head
     else:
@@ -248,6 +248,10 @@ def measure_training_ablations(args, precision: str) -> dict:
     if precision != "no":
         off = _in_child(_train_job, {**base, "precision": "no"})["examples_per_s"]
         out["bf16_autocast"] = {"on": on, "off": off, "speedup": on / off}
+    full = {**base, "method": "full"}
+    fused = _in_child(_train_job, full)["examples_per_s"]
+    unfused = _in_child(_train_job, {**full, "fused": False})["examples_per_s"]
+    out["fused_adamw_full"] = {"on": fused, "off": unfused, "speedup": fused / unfused}
     if args.compile_ablation:
         compiled = _in_child(_train_job, {**base, "compile": True})["examples_per_s"]
         out["torch_compile"] = {"on": compiled, "off": on, "speedup": compiled / on}
@@ -476,10 +480,11 @@ def run_perf(args) -> int:
         for stack in ("ours", "reference"):
             if stack in row:
                 row[stack]["fraction_of_peak"] = row[stack]["flops_per_s"] / peak
-    report["evaluation"] = measure_evaluation(args.model, precision, args.eval_passages, args.eval_batch, 256)
-    report["ablations"] = measure_ablations(args.model, precision, args.eval_passages, args.eval_batch, 256)
-    report["ablations"]["training"] = measure_training_ablations(args, precision)
-    report["caches"] = measure_caches()
+    if not args.skip_eval:
+        report["evaluation"] = measure_evaluation(args.model, precision, args.eval_passages, args.eval_batch, 256)
+        report["ablations"] = measure_ablations(args.model, precision, args.eval_passages, args.eval_batch, 256)
+        report["caches"] = measure_caches()
+    report.setdefault("ablations", {})["training"] = measure_training_ablations(args, precision)
     if not args.skip_grid:
         report["grid"] = measure_grid_overhead(args.grid_suite)
     out = Path(args.out)
@@ -494,19 +499,21 @@ def run_perf(args) -> int:
                    f"{100 * r['ours']['fraction_of_peak']:.1f}", f"{r['ours']['peak_memory_mb']:.0f}",
                    f"{r['reference']['peak_memory_mb']:.0f}" if "reference" in r else "-",
                    f"{r['ours']['optimizer_state_mb']:.1f}"] for r in report["training"]]))
-    for kind, unit in (("rerank", "pairs"), ("encode", "passages")):
+    for kind, unit in (("rerank", "pairs"), ("encode", "passages")) if "evaluation" in report else ():
         row = report["evaluation"][kind]
         ours = ", ".join(f"{'fp32' if p == 'no' else p} {row[f'ours_{p}_{unit}_per_s']:.1f} (x{row[f'ratio_{p}']:.2f})"
                          for p in ("no", precision) if f"ratio_{p}" in row)
         print(f"{kind}: sentence-transformers {row[f'reference_{unit}_per_s']:.1f} {unit}/s; ours {ours}")
-    print("speed-ups, on / off: " + "; ".join(f"{name} x{row['speedup']:.2f}"
-                                               for name, row in report["ablations"].items() if "speedup" in row))
+    if "evaluation" in report:
+        print("speed-ups, on / off: " + "; ".join(f"{name} x{row['speedup']:.2f}"
+                                                   for name, row in report["ablations"].items() if "speedup" in row))
     print("training: " + "; ".join(f"{name} x{row['speedup']:.2f}" for name, row in
                                   report["ablations"]["training"].items()))
-    caches = report["caches"]
-    print(f"candidates cache x{caches['candidates']['speedup']:.0f} ({caches['candidates']['computed_s']:.2f} s -> "
-          f"{caches['candidates']['cached_s']:.3f} s); model load {caches['model_load_s']:.2f} s per cell; "
-          f"tokenising the {caches['corpus_passages']} passages {caches['tokenize_corpus_s']:.2f} s")
+    caches = report.get("caches")
+    if caches:
+        print(f"candidates cache x{caches['candidates']['speedup']:.0f} ({caches['candidates']['computed_s']:.2f} s "
+              f"-> {caches['candidates']['cached_s']:.3f} s); model load {caches['model_load_s']:.2f} s per cell; "
+              f"tokenising the {caches['corpus_passages']} passages {caches['tokenize_corpus_s']:.2f} s")
     if "grid" in report:
         grid = report["grid"]
         print(f"grid ({grid['suite']}): {grid['wall_s']:.0f} s wall, {grid['train_and_eval_s']:.0f} s training and "
