@@ -64,6 +64,13 @@ def shared_data_available() -> bool:
     return (SHARED_DATA / "scifact" / "corpus.jsonl").exists()
 
 
+def encoder_methods() -> list[str]:
+    """The registered methods that tune encoders (the causal-LM ones are tested in test_methods_llm)."""
+    import methods
+
+    return [n for n in methods.names() if "encoder" in methods.get_method(n).families]
+
+
 def copy_lora_into_peft(ours, peft_model) -> None:
     """Give a peft LoRA model exactly the LoRA weights of our LoRA-applied copy of the same model."""
     with torch.no_grad():

@@ -4,6 +4,7 @@ import torch
 from transformers import AutoModel, BertConfig, DistilBertConfig
 
 import methods
+from conftest import encoder_methods
 
 PAPER_COUNTS = {
     ("bitfit", ()): 102_912,
@@ -42,7 +43,7 @@ def test_full_trains_everything():
 
 
 @pytest.mark.parametrize("budget", [0.5, 6.7])
-@pytest.mark.parametrize("name", [n for n in methods.names() if n not in ("full", "bitfit")])
+@pytest.mark.parametrize("name", [n for n in encoder_methods() if n not in ("full", "bitfit")])
 def test_solver_lands_within_a_tenth_of_a_point(name, budget):
     plan = methods.plan(BertConfig(), name, budget)
     assert plan.applicable, plan.reason
@@ -97,7 +98,7 @@ def test_bad_input_is_one_clear_error(call, message):
 def test_unsupported_architecture_lists_supported_ones():
     with torch.device("meta"):
         model = AutoModel.from_config(DistilBertConfig())
-    with pytest.raises(methods.MethodError, match="supported are bert, camembert, mpnet, roberta"):
+    with pytest.raises(methods.MethodError, match="supported are bert, camembert, llama, mistral, mpnet, qwen2, roberta"):
         methods.apply(model, "adapter", r=4)
 
 

@@ -220,3 +220,8 @@ def test_soft_prompt_starts_from_vocabulary_rows():
     vectors = methods.soft_prompt(model).vectors
     table = model.get_input_embeddings().weight
     assert all(any(torch.equal(v, row) for row in table) for v in vectors)
+
+
+def test_every_causal_lm_method_is_covered_here():
+    only_lm = [n for n in methods.names() if methods.get_method(n).families == ("causal-lm",)]
+    assert sorted(only_lm) == ["qpeft-a", "qpeft-r", "soft-prompt"]

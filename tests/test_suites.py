@@ -3,6 +3,7 @@ import argparse
 import pytest
 
 import methods
+from conftest import encoder_methods
 from bench.errors import BenchError
 from bench.suites import apply_overrides, expand, list_suites, load_suite
 
@@ -16,7 +17,7 @@ def test_shipped_suites_load_and_expand():
 
 def test_smoke_runs_every_method_once_plus_bm25():
     cells = expand(load_suite("smoke"))
-    assert sorted(c["method"] for c in cells) == sorted(methods.names() + ["bm25"])
+    assert sorted(c["method"] for c in cells) == sorted(encoder_methods() + ["bm25"])
     fixed = {c["method"]: c["budget"] for c in cells if c["method"] in ("full", "bitfit", "bm25")}
     assert fixed == {"full": "native", "bitfit": "native", "bm25": "native"}
 
@@ -55,8 +56,8 @@ def test_stage_is_a_grid_dimension_with_its_own_settings():
     cells = expand(apply_overrides(load_suite("scifact"), args))
     rerank = [c for c in cells if c["stage"] == "rerank"]
     dense = [c for c in cells if c["stage"] == "dense"]
-    assert sorted(c["method"] for c in rerank) == sorted(methods.names() + ["bm25"])
-    assert sorted(c["method"] for c in dense) == sorted(methods.names() + ["bm25", "none"])
+    assert sorted(c["method"] for c in rerank) == sorted(encoder_methods() + ["bm25"])
+    assert sorted(c["method"] for c in dense) == sorted(encoder_methods() + ["bm25", "none"])
     lora = next(c for c in dense if c["method"] == "lora")
     assert lora["eval"]["depth"] == 1000 and lora["train"]["max_length"] == 256  # the dense: section
     assert lora["encoder"] == {"pooling": "mean", "similarity": "cos", "separate_towers": False}
