@@ -12,10 +12,10 @@ Every training measurement runs in a fresh child process, so its peak memory is 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import multiprocessing
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -71,11 +71,16 @@ def peak_matmul_flops(size: int = 2048, seconds: float = 2.0) -> dict:
 
 # ---------------------------------------------------------------- training
 
-def _passages(count: int) -> list[str]:
+@functools.lru_cache(maxsize=1)
+def _scifact_texts() -> tuple[str, ...]:
     from .data import load_collection
 
     corpus = load_collection("scifact/test").corpus
-    return [corpus[d] for d in sorted(corpus)[:count]]
+    return tuple(corpus[d] for d in sorted(corpus))
+
+
+def _passages(count: int) -> list[str]:
+    return list(_scifact_texts()[:count])
 
 
 def _fixed_batch(tokenizer, texts: list[str], length: int, pairs_with: list[str] | None = None) -> dict:
@@ -87,7 +92,7 @@ def _fixed_batch(tokenizer, texts: list[str], length: int, pairs_with: list[str]
 def _train_inputs(stage: str, tokenizer, length: int, batch: int, group: int) -> dict:
     texts = _passages(batch * group)
     if stage == "rerank":
-        queries = [t[:120] for t in _passages(batch * group)[::-1]]
+        queries = [t[:120] for t in texts[::-1]]
         return _fixed_batch(tokenizer, texts, length, pairs_with=queries)
     q = _fixed_batch(tokenizer, [t[:120] for t in texts[:batch]], QUERY_LENGTH)
     d = _fixed_batch(tokenizer, texts, length)
@@ -436,10 +441,6 @@ def measure_grid_overhead(suite: str = "smoke") -> dict:
             "overhead_fraction": (wall - inside) / wall}
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def check_available() -> None:
     try:
         import sentence_transformers  # noqa: F401
@@ -459,7 +460,10 @@ def run_perf(args) -> int:
     precision = environment.resolve_precision(args.precision)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     chosen = [m.strip() for m in args.methods.split(",") if m.strip()]
-    lengths = [int(x) for x in args.lengths.split(",")]
+    try:
+        lengths = [int(x) for x in args.lengths.split(",")]
+    except ValueError:
+        raise BenchError(f"bench perf --lengths {args.lengths!r}: give comma-separated integers, e.g. 128,256") from None
     bad = [s for s in stages if s not in ("rerank", "dense")]
     if bad:
         raise BenchError(f"bench perf --stages: {bad[0]!r} is not rerank or dense")

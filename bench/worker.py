@@ -229,7 +229,7 @@ def _train_and_retrieve(cell: dict, out_dir: Path, cache: Path):
     accelerator = make_accelerator(cell.get("mixed_precision", "no"))
     settings, evaluation = cell.get("train", {}), cell["eval"]
     if cell["method"] == ZERO_SHOT:
-        record, stats = _untrained(ZERO_SHOT, [tower for tower in model.towers()], backbone), {}
+        record, stats = _untrained(ZERO_SHOT, list(model.towers()), backbone), {}
         _maybe_compile(cell, model)
         model.to(accelerator.device)
     else:
