@@ -1,5 +1,6 @@
 """``python -m bench.cellmain --out DIR --cell CELL.json``: the local launcher's worker process (under
 torchrun for data parallelism inside a cell)."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,11 @@ def main() -> int:
         import torch
 
         torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
+    from .cells import Cell
     from .worker import execute
 
-    status, error = execute(cell, Path(args.out), reraise_user_errors=False)
-    return 0 if status in ("done", "not_applicable") else 1
+    status, _ = execute(Cell.from_json(cell), Path(args.out), reraise_user_errors=False)
+    return 0 if status.finished else 1
 
 
 if __name__ == "__main__":

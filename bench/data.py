@@ -5,12 +5,15 @@ A reference names a collection split:
 - ``/path/to/folder/test``: a BEIR folder by path and its split;
 - anything else is an ir_datasets id, e.g. ``beir/scifact/test``, ``msmarco-passage/trec-dl-2019/judged``.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+import random
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import BenchError
@@ -26,6 +29,20 @@ class Collection:
     relevance_level: int = 1  # binary measures count grade >= this as relevant (2 for TREC DL)
     source: str = ""
     extra: dict = field(default_factory=dict)
+
+
+@lru_cache(maxsize=8)
+def cached_collection(ref: str) -> Collection:
+    """``load_collection`` once per process (every cell of a grid reads the same few collections)."""
+    return load_collection(ref)
+
+
+def limit_queries(coll: Collection, max_queries: int | None, seed: int = 0) -> Collection:
+    """A fixed, seeded subset of ``max_queries`` queries (the whole collection without a limit)."""
+    if not max_queries or len(coll.queries) <= max_queries:
+        return coll
+    chosen = sorted(random.Random(seed).sample(sorted(coll.queries), max_queries))
+    return replace(coll, queries={q: coll.queries[q] for q in chosen}, qrels={q: coll.qrels[q] for q in chosen})
 
 
 def data_paths() -> list[Path]:
@@ -136,8 +153,10 @@ OFFICIAL = "official"  # split name: the folder's official/qrels.*.txt (e.g. the
 def official_file(folder: Path, pattern: str) -> Path:
     found = sorted((folder / OFFICIAL).glob(pattern))
     if len(found) != 1:
-        raise BenchError(f"{folder}/{OFFICIAL}: expected exactly one {pattern}, found {len(found)}; "
-                         "the 'official' split and first stage need the folder's official/ files")
+        raise BenchError(
+            f"{folder}/{OFFICIAL}: expected exactly one {pattern}, found {len(found)}; "
+            "the 'official' split and first stage need the folder's official/ files"
+        )
     return found[0]
 
 
@@ -160,9 +179,15 @@ def load_beir_folder(folder: Path, split: str, ref: str | None = None) -> Collec
         raise BenchError(f"{qrels_path}: no judged queries (empty query set)")
     name = ref or f"{folder}/{split}"
     level = 2 if "trec-dl" in folder.name else 1
-    return Collection(ref=name, corpus=corpus, queries=queries, qrels=qrels,
-                      fingerprint=_fingerprint([corpus_path, queries_path, qrels_path]),
-                      relevance_level=level, source=str(folder))
+    return Collection(
+        ref=name,
+        corpus=corpus,
+        queries=queries,
+        qrels=qrels,
+        fingerprint=_fingerprint([corpus_path, queries_path, qrels_path]),
+        relevance_level=level,
+        source=str(folder),
+    )
 
 
 def load_ir_datasets(ref: str) -> Collection:
@@ -172,8 +197,9 @@ def load_ir_datasets(ref: str) -> Collection:
         dataset = ir_datasets.load(ref)
     except KeyError:
         local = ", ".join(f"{n}/<split>" for n in list_local_datasets()) or "none (set BENCH_DATA_PATH)"
-        raise BenchError(f"unknown dataset {ref!r}: not a local BEIR folder (local: {local}) "
-                         "and not an ir_datasets id") from None
+        raise BenchError(
+            f"unknown dataset {ref!r}: not a local BEIR folder (local: {local}) and not an ir_datasets id"
+        ) from None
     try:
         queries = {q.query_id: q.text for q in dataset.queries_iter()}
         qrels: dict[str, dict[str, int]] = {}
@@ -187,16 +213,24 @@ def load_ir_datasets(ref: str) -> Collection:
         if not _looks_like_download_failure(exc):
             raise
         home = os.environ.get("IR_DATASETS_HOME", "~/.ir_datasets")
-        raise BenchError(f"dataset {ref!r} must be downloaded and this machine is offline: put its source "
-                         f"files under {home} (ir_datasets' layout), or give a local BEIR folder "
-                         "(e.g. scifact/test with BENCH_DATA_PATH)") from None
+        raise BenchError(
+            f"dataset {ref!r} must be downloaded and this machine is offline: put its source "
+            f"files under {home} (ir_datasets' layout), or give a local BEIR folder "
+            "(e.g. scifact/test with BENCH_DATA_PATH)"
+        ) from None
     queries = {q: queries[q] for q in qrels if q in queries}
     if not queries:
         raise BenchError(f"dataset {ref!r} has no judged queries")
     level = 2 if "trec-dl" in ref else 1
-    return Collection(ref=ref, corpus=corpus, queries=queries, qrels=qrels,
-                      fingerprint=hashlib.sha256(f"irds:{ref}".encode()).hexdigest()[:16],
-                      relevance_level=level, source=f"ir_datasets:{ref}")
+    return Collection(
+        ref=ref,
+        corpus=corpus,
+        queries=queries,
+        qrels=qrels,
+        fingerprint=hashlib.sha256(f"irds:{ref}".encode()).hexdigest()[:16],
+        relevance_level=level,
+        source=f"ir_datasets:{ref}",
+    )
 
 
 def _looks_like_download_failure(exc: Exception) -> bool:

@@ -1,4 +1,5 @@
 """What a result records about where it ran: versions, git commit, device, memory."""
+
 from __future__ import annotations
 
 import platform
@@ -7,8 +8,19 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("peft-ir-bench", "torch", "transformers", "accelerate", "peft", "ranx", "ir_datasets", "bm25s",
-            "safetensors", "numpy", "pyserini")
+PACKAGES = (
+    "peft-ir-bench",
+    "torch",
+    "transformers",
+    "accelerate",
+    "peft",
+    "ranx",
+    "ir_datasets",
+    "bm25s",
+    "safetensors",
+    "numpy",
+    "pyserini",
+)
 
 
 def versions() -> dict:
@@ -25,8 +37,12 @@ def git_commit() -> str:
     root = Path(__file__).resolve().parents[1]
     try:
         done = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     if done.returncode != 0:
@@ -61,6 +77,7 @@ def resolve_precision(value: str) -> str:
     value = str(value)
     if value not in PRECISIONS:
         from .errors import BenchError
+
         raise BenchError(f"mixed precision {value!r}: choose one of {', '.join(PRECISIONS)}")
     if value != "auto":
         return value

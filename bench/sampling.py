@@ -1,4 +1,5 @@
 """Training examples shared by the stages: per epoch, one positive and first-stage negatives per query."""
+
 from __future__ import annotations
 
 import random
@@ -13,8 +14,9 @@ def training_queries(train: Collection, rng: random.Random, max_queries: int | N
     return query_ids[:max_queries] if max_queries else query_ids
 
 
-def training_groups(train: Collection, candidates: dict, query_ids: list[str], group_size: int,
-                    rng: random.Random) -> list[tuple[str, str, list[str]]]:
+def training_groups(
+    train: Collection, candidates: dict, query_ids: list[str], group_size: int, rng: random.Random
+) -> list[tuple[str, str, list[str]]]:
     """One group (query, positive, negatives) per query, in a shuffled order; negatives from the first
     stage's unjudged-or-irrelevant candidates, topped up with random corpus documents if too few."""
     doc_ids = list(train.corpus)
@@ -37,8 +39,7 @@ class EpochGroups:
     """Training groups drawn afresh every epoch: a new order, positive and negatives per query, so a
     second epoch does not replay the first. Seeded per (seed, epoch): reruns give the same groups."""
 
-    def __init__(self, train: Collection, candidates: dict, group_size: int, seed: int,
-                 max_queries: int | None = None):
+    def __init__(self, train: Collection, candidates: dict, group_size: int, seed: int, max_queries: int | None = None):
         self.train, self.candidates, self.group_size, self.seed = train, candidates, group_size, seed
         self.query_ids = training_queries(train, random.Random(seed), max_queries)
         self._epoch, self._groups = -1, []
@@ -49,15 +50,19 @@ class EpochGroups:
     def epoch(self, epoch: int) -> list[tuple[str, str, list[str]]]:
         if epoch != self._epoch:
             rng = random.Random(self.seed * 1_000_003 + epoch)
-            self._epoch, self._groups = epoch, training_groups(self.train, self.candidates, self.query_ids,
-                                                               self.group_size, rng)
+            self._epoch, self._groups = (
+                epoch,
+                training_groups(self.train, self.candidates, self.query_ids, self.group_size, rng),
+            )
         return self._groups
 
     def batch(self, step: int, batch_queries: int) -> list[tuple[str, str, list[str]]]:
         """The ``batch_queries`` consecutive groups of ``step``; the epoch follows from the position,
         so any step can be rebuilt on its own."""
-        return [self.epoch(position // len(self))[position % len(self)]
-                for position in range(step * batch_queries, (step + 1) * batch_queries)]
+        return [
+            self.epoch(position // len(self))[position % len(self)]
+            for position in range(step * batch_queries, (step + 1) * batch_queries)
+        ]
 
 
 class RankShard:
@@ -71,4 +76,4 @@ class RankShard:
         return len(self.groups)
 
     def batch(self, step: int, batch_queries: int) -> list[tuple[str, str, list[str]]]:
-        return self.groups.batch(step, batch_queries)[self.rank::self.world]
+        return self.groups.batch(step, batch_queries)[self.rank :: self.world]

@@ -1,47 +1,30 @@
 """The run store: ``<out>/<suite>/<cell-id>/`` per cell, the single source of truth for what is done.
-Every file is written to a temporary name and renamed, so a reader never sees half a file; a cell is
-finished once result.json exists (status done, not_applicable, failed or diverged); a cell at work
-keeps heartbeat.json fresh; anything else is pending."""
+
+Files are renamed into place whole (``bench.files``); a cell is finished once its result says so
+(``bench.results``); a cell at work keeps ``heartbeat.json`` fresh; anything else is pending. Stores
+written before cell ids version 2 keep working: an index from each old folder's ``config.json`` to
+the cell's id today finds them (``bench store migrate`` renames them, optionally)."""
+
 from __future__ import annotations
 
 import json
 import os
 import shutil
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
 
-from methods.io import atomic_write
+from . import results
+from .cells import ID_VERSION, Cell
+from .files import read_json, write_json
+from .results import Status
 
-RESULT = "result.json"
 HEARTBEAT = "heartbeat.json"
 CONFIG = "config.json"
-FINISHED = ("done", "not_applicable")  # never recomputed
-FAILED = ("failed", "diverged")  # recomputed only with --retry-failed
-STATES = ("done", "not_applicable", "failed", "diverged", "running", "pending")
 BEAT_SECONDS = 10.0
 STALE_SECONDS = 120.0  # a heartbeat from another host this old means its worker is gone
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
-def write_json(path: Path, data) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str))
-
-
-def read_json(path: Path):
-    """The parsed file, or None if it is missing (files are renamed into place, never half written)."""
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        return None
-
-
-def cell_dir(out: Path, suite: str, cell_id: str) -> Path:
-    return Path(out) / suite / cell_id
 
 
 def _alive(beat: dict) -> bool:
@@ -56,16 +39,95 @@ def _alive(beat: dict) -> bool:
     return time.time() - float(beat.get("beat", 0)) < STALE_SECONDS
 
 
-def state(directory: Path) -> str:
-    result = read_json(Path(directory) / RESULT)
+def _beat(directory: Path) -> dict | None:
+    try:
+        return read_json(Path(directory) / HEARTBEAT)
+    except (json.JSONDecodeError, OSError):
+        return None
+
+
+def state(directory: Path) -> Status:
+    result = results.load(directory, quiet=True)
     if result is not None:
-        return result.get("status", "failed")
-    beat = read_json(Path(directory) / HEARTBEAT)
-    return "running" if beat is not None and _alive(beat) else "pending"
+        return result.status
+    beat = _beat(directory)
+    return Status.RUNNING if beat is not None and _alive(beat) else Status.PENDING
 
 
-def error_of(directory: Path) -> str:
-    return (read_json(Path(directory) / RESULT) or {}).get("error", "")
+class RunStore:
+    """One suite's folder of cells."""
+
+    def __init__(self, out: Path, suite: str):
+        self.out, self.root = Path(out), Path(out) / suite
+        self._legacy: dict[str, Path] | None = None
+
+    def dir_for(self, cell: Cell) -> Path:
+        """The cell's folder: its own id, or the folder an older store gave the same experiment."""
+        own = self.root / cell.id
+        if own.exists():
+            return own
+        legacy = self.legacy_index()
+        for key in self._ids(cell):
+            if key in legacy:
+                return legacy[key]
+        return own
+
+    @staticmethod
+    def _ids(cell: Cell) -> list[str]:
+        ids = [cell.id]
+        if cell.mixed_precision == "auto":  # stores before id version 2 kept the precision auto resolved to
+            from .environment import resolve_precision
+
+            ids.append(cell.replace(mixed_precision=resolve_precision("auto")).id)
+        return ids
+
+    def legacy_index(self) -> dict[str, Path]:
+        if self._legacy is None:
+            self._legacy = {}
+            chosen: dict[str, tuple] = {}
+            for config_path in sorted(self.root.glob(f"*/{CONFIG}")):
+                try:
+                    config = json.loads(config_path.read_text())
+                except (json.JSONDecodeError, OSError, UnicodeDecodeError):
+                    continue
+                if not isinstance(config, dict) or config.get("id_version") == ID_VERSION:
+                    continue
+                try:
+                    key = Cell.from_v1(config).id
+                except Exception:  # noqa: BLE001  (a folder this version cannot read is left alone)
+                    continue
+                directory = config_path.parent
+                rank = (state(directory) is Status.DONE, directory.stat().st_mtime)  # done wins, then newest
+                if key not in chosen or rank > chosen[key]:
+                    chosen[key] = rank
+                    self._legacy[key] = directory
+        return self._legacy
+
+    def state(self, cell: Cell) -> Status:
+        return state(self.dir_for(cell))
+
+    def result(self, cell: Cell) -> results.CellResult | None:
+        return results.load(self.dir_for(cell), quiet=True)
+
+    def loaded(self, cell: Cell) -> results.LoadedCell | None:
+        return results.load_cell(self.dir_for(cell), quiet=True)
+
+    def migrate(self) -> list[tuple[Path, Path]]:
+        """Rename every folder of an older store to its cell's id today (skipping cells at work and ids
+        already taken); returns the renames."""
+        moves = []
+        for key, directory in sorted(self.legacy_index().items()):
+            target = self.root / key
+            if directory == target or target.exists():
+                continue
+            beat = _beat(directory)
+            if beat is not None and _alive(beat):
+                print(f"bench: skip {directory.name}: running", file=sys.stderr)
+                continue
+            os.replace(directory, target)
+            moves.append((directory, target))
+        self._legacy = None
+        return moves
 
 
 def reset(directory: Path) -> None:
@@ -98,8 +160,9 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _write(self) -> None:
-        write_json(self.path, {"pid": os.getpid(), "host": socket.gethostname(), "started": self.started,
-                               "beat": time.time()})
+        write_json(
+            self.path, {"pid": os.getpid(), "host": socket.gethostname(), "started": self.started, "beat": time.time()}
+        )
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):

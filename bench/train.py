@@ -1,5 +1,6 @@
 """The one training loop every stage uses: AdamW, linear warmup and decay, gradient clipping,
 accelerate for the device and mixed precision, a JSONL log of every step."""
+
 from __future__ import annotations
 
 import json
@@ -32,17 +33,33 @@ class Diverged(RuntimeError):
     pass
 
 
-def train(model, batches, loss_fn, *, lr: float, steps: int, accelerator, log_path: Path,
-          warmup_ratio: float = 0.1, weight_decay: float = 0.01, grad_clip: float = 1.0,
-          desc: str = "train", head_params=(), head_lr: float | None = None, fused: bool = True) -> dict:
+def train(
+    model,
+    batches,
+    loss_fn,
+    *,
+    lr: float,
+    steps: int,
+    accelerator,
+    log_path: Path,
+    warmup_ratio: float = 0.1,
+    weight_decay: float = 0.01,
+    grad_clip: float = 1.0,
+    desc: str = "train",
+    head_params=(),
+    head_lr: float | None = None,
+    fused: bool = True,
+) -> dict:
     """Run ``steps`` optimisation steps over ``batches`` (a callable step -> batch) and return stats."""
     from transformers import get_linear_schedule_with_warmup
 
     params = [p for p in model.parameters() if p.requires_grad]
     head_ids = {id(p) for p in head_params} if head_lr else set()
     body = [p for p in params if id(p) not in head_ids]
-    groups = [{"params": [p for p in body if p.ndim >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in body if p.ndim < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in body if p.ndim >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in body if p.ndim < 2], "weight_decay": 0.0},
+    ]
     if head_ids:  # a freshly initialised head learns at its own rate (full fine-tuning uses a tiny lr)
         groups.append({"params": [p for p in params if id(p) in head_ids], "weight_decay": 0.0, "lr": head_lr})
     # one fused kernel for the whole update (CPU and GPU; what transformers' Trainer uses by default):
@@ -56,8 +73,10 @@ def train(model, batches, loss_fn, *, lr: float, steps: int, accelerator, log_pa
         log_path = Path(os.devnull)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = log_path.with_name(log_path.name + ".tmp") if log_path != Path(os.devnull) else log_path
-    with tmp.open("w") as log, tqdm(range(steps), desc=desc, leave=False,
-                                    disable=not accelerator.is_main_process) as bar:
+    with (
+        tmp.open("w") as log,
+        tqdm(range(steps), desc=desc, leave=False, disable=not accelerator.is_main_process) as bar,
+    ):
         for step in bar:
             batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batches(step).items()}
             with accelerator.autocast():
@@ -72,14 +91,27 @@ def train(model, batches, loss_fn, *, lr: float, steps: int, accelerator, log_pa
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            losses.append(accelerator.reduce(loss.detach(), "mean").item() if accelerator.num_processes > 1
-                          else loss.item())  # data parallel: the mean over ranks = the whole batch
-            log.write(json.dumps({"step": step + 1, "loss": losses[-1], "lr": scheduler.get_last_lr()[0],
-                                  "grad_norm": float(grad_norm)}) + "\n")
+            losses.append(
+                accelerator.reduce(loss.detach(), "mean").item() if accelerator.num_processes > 1 else loss.item()
+            )  # data parallel: the mean over ranks = the whole batch
+            log.write(
+                json.dumps(
+                    {
+                        "step": step + 1,
+                        "loss": losses[-1],
+                        "lr": scheduler.get_last_lr()[0],
+                        "grad_norm": float(grad_norm),
+                    }
+                )
+                + "\n"
+            )
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     if tmp != log_path:
         tmp.replace(log_path)
     model.eval()
-    return {"steps": steps, "train_s": time.perf_counter() - start,
-            "loss_first": float(np.mean(losses[: max(1, steps // 10)])),
-            "loss_last": float(np.mean(losses[-max(1, steps // 10):]))}
+    return {
+        "steps": steps,
+        "train_s": time.perf_counter() - start,
+        "loss_first": float(np.mean(losses[: max(1, steps // 10)])),
+        "loss_last": float(np.mean(losses[-max(1, steps // 10) :])),
+    }

@@ -6,19 +6,45 @@
     methods.apply(model, name, budget_pct=None, **knobs) -> MethodRecord
     methods.save(model, dir) / methods.load(model, dir)
     methods.export_peft_lora(model, dir)
+
+Layers (imports point one way): registry <- core (inject, count) <- count <- budget <- api <- io;
+the method families register themselves on import.
 """
+
 from . import adapter, iaa, lora, mam, prefix, prompt, qpeft, selective  # noqa: F401  (registers the methods)
+from .api import apply, apply_towers
 from .arch import ARCHITECTURES, family_of
 from .budget import Plan, parse_budget, plan, solve
-from .core import MethodRecord, apply, apply_towers, record_of
+from .core import MethodRecord, record_of
 from .errors import BudgetUnreachable, MethodError
 from .io import export_peft_lora, load, save
-from .prompt import soft_prompt
+from .prompt import PromptInputs, PromptPart, prompt_parts, soft_prompt
 from .qpeft import query_hint, select_hint_tokens
-from .registry import get_method, names
+from .registry import TOKEN_SOURCES, get_method, names
 
 __all__ = [
-    "ARCHITECTURES", "BudgetUnreachable", "family_of", "MethodError", "MethodRecord", "Plan", "apply", "apply_towers",
-    "export_peft_lora", "get_method", "load", "names", "parse_budget", "plan", "query_hint", "record_of", "save",
-    "select_hint_tokens", "soft_prompt", "solve",
+    "ARCHITECTURES",
+    "BudgetUnreachable",
+    "family_of",
+    "MethodError",
+    "MethodRecord",
+    "Plan",
+    "PromptInputs",
+    "PromptPart",
+    "TOKEN_SOURCES",
+    "apply",
+    "apply_towers",
+    "export_peft_lora",
+    "get_method",
+    "load",
+    "names",
+    "parse_budget",
+    "plan",
+    "prompt_parts",
+    "query_hint",
+    "record_of",
+    "save",
+    "select_hint_tokens",
+    "soft_prompt",
+    "solve",
 ]

@@ -1,10 +1,11 @@
 """Bottleneck adapters inside the layers: Houlsby (two per layer) and Pfeiffer (one, after the FFN)."""
+
 from __future__ import annotations
 
 from . import arch as A
 from .inject import add_to_output, attach
 from .modules import Bottleneck
-from .registry import Knob, Method, register
+from .registry import Knob, register_one_knob
 
 R = Knob("r", int, None, 1, "adapter bottleneck size")
 
@@ -26,18 +27,17 @@ def insert_serial_adapters(base, arch: A.ArchMap, r: int, sites=("attn", "ffn"))
             add_to_output(A.get(layer, dropout_path), adapter)
 
 
-register(Method(
-    name="adapter",
-    summary="Houlsby adapters: a bottleneck after each sub-layer, 2 per layer",
-    inject=lambda base, arch, r: insert_serial_adapters(base, arch, r),
-    knobs=(R,), primary="r", derive=lambda r, budget: {"r": r},
-    paper={"0.5": {"r": 16}, "6.7": {"r": 200}},
-))
-
-register(Method(
-    name="adapter-pfeiffer",
-    summary="Pfeiffer adapters: one bottleneck per layer, after the feed-forward sub-layer",
-    inject=lambda base, arch, r: insert_serial_adapters(base, arch, r, sites=("ffn",)),
-    knobs=(R,), primary="r", derive=lambda r, budget: {"r": r},
-    paper={"0.5": {"r": 32}},
-))
+register_one_knob(
+    "adapter",
+    "Houlsby adapters: a bottleneck after each sub-layer, 2 per layer",
+    lambda base, arch, r: insert_serial_adapters(base, arch, r),
+    R,
+    {"0.5": {"r": 16}, "6.7": {"r": 200}},
+)
+register_one_knob(
+    "adapter-pfeiffer",
+    "Pfeiffer adapters: one bottleneck per layer, after the feed-forward sub-layer",
+    lambda base, arch, r: insert_serial_adapters(base, arch, r, sites=("ffn",)),
+    R,
+    {"0.5": {"r": 32}},
+)

@@ -1,12 +1,12 @@
 """Budget solver: knobs whose exact count (from a model injected on the meta device) is closest to a
 target percentage of the backbone. Needs only a transformers config, never weights."""
+
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
 
-import torch
-
+from .count import count
 from .errors import BudgetUnreachable, MethodError
 from .registry import get_method
 
@@ -29,28 +29,6 @@ class Plan:
         return asdict(self)
 
 
-def _config_key(config) -> str:
-    return config.to_json_string(use_diff=False)
-
-
-_COUNTS: dict = {}
-
-
-def count(config, name: str, knobs: dict) -> tuple[int, int]:
-    """(trainable, backbone) of ``name`` with ``knobs``, counted on an injected meta-device model."""
-    key = (_config_key(config), name, tuple(sorted(knobs.items())))
-    if key not in _COUNTS:
-        from transformers import AutoModel
-
-        from .core import apply
-
-        with torch.device("meta"):
-            model = AutoModel.from_config(config)
-        record = apply(model, name, **knobs)
-        _COUNTS[key] = (record.trainable, record.backbone)
-    return _COUNTS[key]
-
-
 def parse_budget(budget) -> tuple[str, float | None]:
     """("solve", pct) for a number, ("paper", pct) for "paper:0.5", ("native", None) for None/"native"."""
     if budget is None or budget == "native":
@@ -58,7 +36,7 @@ def parse_budget(budget) -> tuple[str, float | None]:
     text = str(budget).strip()
     mode = "solve"
     if text.startswith("paper:"):
-        mode, text = "paper", text[len("paper:"):]
+        mode, text = "paper", text[len("paper:") :]
     try:
         pct = float(text)
     except ValueError:
@@ -89,8 +67,16 @@ def plan(config, name: str, budget=None) -> Plan:
         if key in method.paper:
             knobs = method.resolve_knobs(dict(method.paper[key]))
             trainable, backbone = count(config, name, knobs)
-            return Plan(name, label, knobs, trainable, backbone, 100.0 * trainable / backbone, True,
-                        "" if label != "native" else "paper's 0.5% knobs")
+            return Plan(
+                name,
+                label,
+                knobs,
+                trainable,
+                backbone,
+                100.0 * trainable / backbone,
+                True,
+                "" if label != "native" else "paper's 0.5% knobs",
+            )
     return _solve_primary(config, method, pct, label)
 
 
@@ -121,7 +107,11 @@ def _solve_primary(config, method, pct: float, label: str) -> Plan:
     gap, knobs, trainable = best
     got = 100.0 * trainable / backbone
     ok = gap <= TOLERANCE_PP
-    reason = "" if ok else f"closest {method.name} setting {knobs} trains {got:.3f}%, not within {TOLERANCE_PP} pp of {pct:g}%"
+    reason = (
+        ""
+        if ok
+        else f"closest {method.name} setting {knobs} trains {got:.3f}%, not within {TOLERANCE_PP} pp of {pct:g}%"
+    )
     return Plan(method.name, label, knobs, trainable, backbone, got, ok, reason)
 
 

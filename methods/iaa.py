@@ -1,6 +1,7 @@
 """IAA, "inside and aside" (Ma et al., CIKM 2022): Houlsby adapters inside every layer plus aside
 bottlenecks that read the input of a block and add to its output after the block's last LayerNorm,
 so the inserted modules form a connected pathway. Three block sizes: sub-layer, layer, model."""
+
 from __future__ import annotations
 
 from . import arch as A
@@ -43,17 +44,33 @@ def _iaa(name: str, aside, ratios: dict, paper: dict, where: str) -> Method:
         nearest = min(ratios, key=lambda named: abs(float(named) - budget))
         return {"r": r, "ar": max(1, round(ratios[nearest] * r))}
 
-    return register(Method(
-        name=name, summary=f"Houlsby adapters (r) inside + aside bottleneck (ar) beside each {where}",
-        inject=inject,
-        knobs=(Knob("r", int, None, 1, "inside adapter bottleneck"), Knob("ar", int, None, 1, "aside bottleneck")),
-        primary="r", derive=derive, paper=paper,
-    ))
+    return register(
+        Method(
+            name=name,
+            summary=f"Houlsby adapters (r) inside + aside bottleneck (ar) beside each {where}",
+            inject=inject,
+            knobs=(Knob("r", int, None, 1, "inside adapter bottleneck"), Knob("ar", int, None, 1, "aside bottleneck")),
+            primary="r",
+            derive=derive,
+            paper=paper,
+        )
+    )
 
 
-_iaa("iaa-s", aside_sublayers, {"0.5": 1.0, "6.7": 1.0},
-     {"0.5": {"r": 8, "ar": 8}, "6.7": {"r": 100, "ar": 100}}, "sub-layer")
-_iaa("iaa-l", aside_layers, {"0.5": 1.0, "6.7": 6.0},
-     {"0.5": {"r": 12, "ar": 12}, "6.7": {"r": 50, "ar": 300}}, "layer")
-_iaa("iaa-m", aside_model, {"0.5": 1.6, "6.7": 960 / 185},
-     {"0.5": {"r": 15, "ar": 24}, "6.7": {"r": 185, "ar": 960}}, "encoder stack")
+_iaa(
+    "iaa-s",
+    aside_sublayers,
+    {"0.5": 1.0, "6.7": 1.0},
+    {"0.5": {"r": 8, "ar": 8}, "6.7": {"r": 100, "ar": 100}},
+    "sub-layer",
+)
+_iaa(
+    "iaa-l", aside_layers, {"0.5": 1.0, "6.7": 6.0}, {"0.5": {"r": 12, "ar": 12}, "6.7": {"r": 50, "ar": 300}}, "layer"
+)
+_iaa(
+    "iaa-m",
+    aside_model,
+    {"0.5": 1.6, "6.7": 960 / 185},
+    {"0.5": {"r": 15, "ar": 24}, "6.7": {"r": 185, "ar": 960}},
+    "encoder stack",
+)

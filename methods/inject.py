@@ -9,6 +9,7 @@ hooks. Three kinds of connection cover every method:
 - ``extend_sequence``: output of a key/value projection gets trainable rows prepended (prefix);
 - ``widen_keys``: the additive masks/biases handed to an attention module get matching columns.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -56,8 +57,14 @@ class _Capture:
         return value
 
 
-def add_to_output(target: nn.Module, module: nn.Module, *, source: nn.Module | None = None,
-                  arg: tuple[int, str] = (0, "hidden_states"), scale: float = 1.0) -> list:
+def add_to_output(
+    target: nn.Module,
+    module: nn.Module,
+    *,
+    source: nn.Module | None = None,
+    arg: tuple[int, str] = (0, "hidden_states"),
+    scale: float = 1.0,
+) -> list:
     """target's output (first element if a tuple) += scale * module(x).
 
     x is the input ``arg`` of ``source``; without ``source`` x is target's own output (serial
@@ -65,14 +72,18 @@ def add_to_output(target: nn.Module, module: nn.Module, *, source: nn.Module | N
     """
     handles = []
     if source is None:
+
         def serial(mod, args, output):
             hidden = _first(output)
             return _replace_first(output, hidden + scale * module(hidden))
+
         handles.append(target.register_forward_hook(serial))
     elif source is target:
+
         def parallel_same(mod, args, kwargs, output):
             x = _argument(args, kwargs, *arg)
             return _replace_first(output, _first(output) + scale * module(x))
+
         handles.append(target.register_forward_hook(parallel_same, with_kwargs=True))
     else:
         capture = _Capture(*arg)
@@ -80,15 +91,18 @@ def add_to_output(target: nn.Module, module: nn.Module, *, source: nn.Module | N
 
         def parallel(mod, args, output):
             return _replace_first(output, _first(output) + scale * module(capture.pop()))
+
         handles.append(target.register_forward_hook(parallel))
     return handles
 
 
 def extend_sequence(projection: nn.Module, rows: nn.Parameter) -> list:
     """Prepend ``rows`` (l x d) to the projection's output along the sequence axis."""
+
     def prepend(mod, args, output):
         batch = output.shape[0]
         return torch.cat([rows.to(output.dtype).unsqueeze(0).expand(batch, -1, -1), output], dim=1)
+
     return [projection.register_forward_hook(prepend)]
 
 
@@ -107,6 +121,7 @@ def widen_keys(attention: nn.Module, names: tuple[str, ...], extra: int) -> list
             if tensor is not None:
                 arguments[name] = _pad_key_axis(tensor, extra)
         return (), arguments
+
     return [attention.register_forward_pre_hook(widen, with_kwargs=True)]
 
 

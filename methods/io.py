@@ -1,4 +1,5 @@
 """Save/load only the trainable tensors (safetensors + a small JSON), and LoRA export for peft."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ from pathlib import Path
 import torch.nn as nn
 from safetensors.torch import load_file, save_file
 
-from . import arch as A
-from .core import RECORD_ATTR, apply, record_of
+from .api import apply
+from .core import RECORD_ATTR, record_of
 from .errors import MethodError
 from .registry import get_method
 
@@ -72,8 +73,9 @@ def load(model: nn.Module, directory):
         extra = {"token_ids": meta["token_ids"]} if "token_ids" in meta else {}
         record = apply(model, meta["method"], **meta["knobs"], **extra)
     elif (record.method, record.knobs) != (meta["method"], meta["knobs"]):
-        raise MethodError(f"model has {record.method} {record.knobs} applied, {directory} holds "
-                          f"{meta['method']} {meta['knobs']}")
+        raise MethodError(
+            f"model has {record.method} {record.knobs} applied, {directory} holds {meta['method']} {meta['knobs']}"
+        )
     tensors = load_file(str(directory / WEIGHTS))
     own = dict(model.named_parameters())
     unknown = sorted(set(tensors) - set(own))
@@ -81,8 +83,9 @@ def load(model: nn.Module, directory):
         raise MethodError(f"{directory}: tensor {unknown[0]} does not exist in this model (another backbone?)")
     for name, value in tensors.items():
         if own[name].shape != value.shape:
-            raise MethodError(f"{directory}: tensor {name} has shape {tuple(value.shape)}, "
-                              f"model expects {tuple(own[name].shape)}")
+            raise MethodError(
+                f"{directory}: tensor {name} has shape {tuple(value.shape)}, model expects {tuple(own[name].shape)}"
+            )
     model.load_state_dict(tensors, strict=False)
     return record
 
@@ -99,8 +102,11 @@ def export_peft_lora(model: nn.Module, directory) -> Path:
     record = record_of(model)
     if record.method != "lora":
         raise MethodError(f"peft export needs a lora model, this one has {record.method!r}")
-    root = model if isinstance(model, PreTrainedModel) else next(
-        m for m in model.modules() if isinstance(m, PreTrainedModel))
+    root = (
+        model
+        if isinstance(model, PreTrainedModel)
+        else next(m for m in model.modules() if isinstance(m, PreTrainedModel))
+    )
     tensors, targets = {}, set()
     for name, module in root.named_modules():
         delta = getattr(module, "peft_lora", None)
@@ -110,9 +116,14 @@ def export_peft_lora(model: nn.Module, directory) -> Path:
         tensors[f"base_model.model.{name}.lora_A.weight"] = delta.lora_A.weight.detach().cpu().contiguous()
         tensors[f"base_model.model.{name}.lora_B.weight"] = delta.lora_B.weight.detach().cpu().contiguous()
     knobs = record.knobs
-    config = LoraConfig(r=knobs["r"], lora_alpha=knobs["alpha"], lora_dropout=knobs["dropout"],
-                        target_modules=sorted(targets), bias="none",
-                        base_model_name_or_path=record.backbone_name or None)
+    config = LoraConfig(
+        r=knobs["r"],
+        lora_alpha=knobs["alpha"],
+        lora_dropout=knobs["dropout"],
+        target_modules=sorted(targets),
+        bias="none",
+        base_model_name_or_path=record.backbone_name or None,
+    )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(str(directory))

@@ -1,4 +1,5 @@
 """LoRA: W x + (alpha/r) B A x on chosen attention projections (default query and value)."""
+
 from __future__ import annotations
 
 from . import arch as A
@@ -32,15 +33,21 @@ def _alpha_defaults(knobs: dict) -> dict:
     return knobs
 
 
-register(Method(
-    name="lora",
-    summary="LoRA on the attention projections (default q,v); B starts at zero",
-    inject=lambda base, arch, r, alpha, dropout, targets: insert_lora(base, arch, r, alpha, dropout, targets),
-    knobs=(Knob("r", int, None, 1, "rank"), Knob("alpha", float, None, 1e-9, "scale numerator; default 2r"),
-           Knob("dropout", float, 0.0, 0.0, "dropout on the LoRA input"),
-           Knob("targets", str, "q,v", None, "projections among q,k,v,o")),
-    primary="r", derive=lambda r, budget: {"r": r},
-    paper={"0.5": {"r": 16}, "6.7": {"r": 200}},
-    defaults=_alpha_defaults,
-    families=("encoder", "causal-lm"),
-))
+register(
+    Method(
+        name="lora",
+        summary="LoRA on the attention projections (default q,v); B starts at zero",
+        inject=lambda base, arch, r, alpha, dropout, targets: insert_lora(base, arch, r, alpha, dropout, targets),
+        knobs=(
+            Knob("r", int, None, 1, "rank"),
+            Knob("alpha", float, None, 1e-9, "scale numerator; default 2r"),
+            Knob("dropout", float, 0.0, 0.0, "dropout on the LoRA input"),
+            Knob("targets", str, "q,v", None, "projections among q,k,v,o"),
+        ),
+        primary="r",
+        derive=lambda r, budget: {"r": r},
+        paper={"0.5": {"r": 16}, "6.7": {"r": 200}},
+        defaults=_alpha_defaults,
+        families=("encoder", "causal-lm"),
+    )
+)

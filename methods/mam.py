@@ -1,6 +1,7 @@
 """Mix-and-match adapter (He et al. 2022): prefix tuning on attention plus a scaled parallel
 bottleneck beside the feed-forward sub-layer (reads the FFN input, adds to the FFN output before
 its Add & Norm)."""
+
 from __future__ import annotations
 
 from . import arch as A
@@ -19,12 +20,18 @@ def insert_mam(base, arch: A.ArchMap, r: int, l: int, scale: float) -> None:
         add_to_output(A.get(layer, arch.ffn_dropout), parallel, source=ffn, arg=(1, "input_tensor"), scale=scale)
 
 
-register(Method(
-    name="mam",
-    summary="mix-and-match: prefix (l) on attention + parallel FFN adapter (r), scaled by s",
-    inject=lambda base, arch, r, l, scale: insert_mam(base, arch, r, l, scale),
-    knobs=(Knob("r", int, None, 1, "parallel adapter bottleneck"), Knob("l", int, None, 1, "prefix length"),
-           Knob("scale", float, 4.0, 0.0, "parallel adapter output scale (He et al.: 4)")),
-    primary="r", derive=lambda r, budget: {"r": r, "l": r},
-    paper={"0.5": {"r": 16, "l": 16}, "6.7": {"r": 200, "l": 200}},
-))
+register(
+    Method(
+        name="mam",
+        summary="mix-and-match: prefix (l) on attention + parallel FFN adapter (r), scaled by s",
+        inject=lambda base, arch, r, l, scale: insert_mam(base, arch, r, l, scale),
+        knobs=(
+            Knob("r", int, None, 1, "parallel adapter bottleneck"),
+            Knob("l", int, None, 1, "prefix length"),
+            Knob("scale", float, 4.0, 0.0, "parallel adapter output scale (He et al.: 4)"),
+        ),
+        primary="r",
+        derive=lambda r, budget: {"r": r, "l": r},
+        paper={"0.5": {"r": 16, "l": 16}, "6.7": {"r": 200, "l": 200}},
+    )
+)

@@ -1,4 +1,5 @@
 """Trainable building blocks shared by the method families."""
+
 from __future__ import annotations
 
 import math

@@ -1,5 +1,6 @@
 """Prefix tuning on the attention module itself: l key and l value rows prepended per layer,
 the additive attention mask (and MPNet's position bias) widened to match."""
+
 from __future__ import annotations
 
 import torch
@@ -7,7 +8,7 @@ import torch
 from . import arch as A
 from .inject import attach, extend_sequence, widen_keys
 from .modules import PrefixKV
-from .registry import Knob, Method, register
+from .registry import Knob, register_one_knob
 
 L = Knob("l", int, None, 1, "prefix length")
 
@@ -37,10 +38,10 @@ def _init_from_vocabulary(base, prefix: PrefixKV, key, value) -> None:
     prefix.value.copy_(value(rows))
 
 
-register(Method(
-    name="prefix",
-    summary="prefix tuning: l trainable key/value rows per layer (2*L*l*d parameters)",
-    inject=lambda base, arch, l: insert_prefixes(base, arch, l),
-    knobs=(L,), primary="l", derive=lambda l, budget: {"l": l},
-    paper={"0.5": {"l": 32}, "6.7": {"l": 200}},
-))
+register_one_knob(
+    "prefix",
+    "prefix tuning: l trainable key/value rows per layer (2*L*l*d parameters)",
+    lambda base, arch, l: insert_prefixes(base, arch, l),
+    L,
+    {"0.5": {"l": 32}, "6.7": {"l": 200}},
+)

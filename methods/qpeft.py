@@ -12,14 +12,16 @@ The original copies the whole embedding matrix as trainable (|V| x d). With ``ta
 rows given as ``token_ids`` to ``methods.apply`` are copied and counted (every other row could never
 receive a gradient); ``table=full`` is the original.
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
 from .errors import MethodError
-from .inject import PREFIX, attach
+from .inject import attach
 from .modules import Bottleneck
+from .prompt import PromptInputs, PromptPart, prompt_parts
 from .registry import Knob, Method, register
 
 NAME = "query_hint"
@@ -32,8 +34,11 @@ class QueryTable(nn.Module):
         super().__init__()
         vocab, d = frozen.weight.shape
         on_meta = frozen.weight.device.type == "meta"
-        ids = torch.arange(vocab) if token_ids is None else torch.tensor(sorted(set(int(t) for t in token_ids)),
-                                                                         dtype=torch.long)
+        ids = (
+            torch.arange(vocab)
+            if token_ids is None
+            else torch.tensor(sorted(set(int(t) for t in token_ids)), dtype=torch.long)
+        )
         if len(ids) and (ids.min() < 0 or ids.max() >= vocab):
             raise MethodError(f"token ids must lie in the vocabulary [0, {vocab})")
         object.__setattr__(self, "frozen", frozen)  # not a child: the backbone owns and counts it
@@ -49,13 +54,11 @@ class QueryTable(nn.Module):
     def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
         slots = self.slot[token_ids]
         trained = self.rows[slots.clamp(min=0)]
-        return torch.where((slots >= 0).unsqueeze(-1), trained.to(self.frozen.weight.dtype),
-                           self.frozen(token_ids))
+        return torch.where((slots >= 0).unsqueeze(-1), trained.to(self.frozen.weight.dtype), self.frozen(token_ids))
 
 
 @torch.no_grad()
-def select_hint_tokens(query_vectors, query_mask, context_vectors, context_ids, candidate_mask,
-                       exclude_ids, k: int):
+def select_hint_tokens(query_vectors, query_mask, context_vectors, context_ids, candidate_mask, exclude_ids, k: int):
     """Per example, the k distinct context tokens most similar to any query token.
 
     Similarity: sigmoid(cosine) between every query and context vector; padding queries and positions
@@ -83,8 +86,10 @@ def select_hint_tokens(query_vectors, query_mask, context_vectors, context_ids, 
     return ids, valid
 
 
-class QueryHint(nn.Module):
+class QueryHint(PromptPart):
     """Hint vectors for a (query, context) batch; subclasses make the core, this wraps and maps it."""
+
+    slot = "hint"
 
     def __init__(self, frozen: nn.Embedding, token_ids):
         super().__init__()
@@ -95,16 +100,19 @@ class QueryHint(nn.Module):
     def core(self, query_ids, query_mask, context_ids, context_mask, exclude_ids):
         raise NotImplementedError
 
-    def forward(self, query_ids, query_mask, context_ids, context_mask, prefix_ids, suffix_ids,
-                exclude_ids=()) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, inputs: PromptInputs) -> tuple[torch.Tensor, torch.Tensor]:
         """(hint (B, H, d), mask (B, H)): "prefix core suffix" mapped by the MLP; the mask is False on
         core slots that carry nothing (the caller masks them out of attention)."""
-        vectors, mask = self.core(query_ids, query_mask, context_ids, context_mask, exclude_ids)
+        vectors, mask = self.core(
+            inputs.query_ids, inputs.query_mask, inputs.context_ids, inputs.context_mask, inputs.exclude_ids
+        )
         batch = len(vectors)
-        wrap = [self.table(torch.as_tensor(ids, dtype=torch.long, device=vectors.device)).unsqueeze(0)
-                .expand(batch, -1, -1) for ids in (prefix_ids, suffix_ids)]
+        wrap = [
+            self.table(torch.as_tensor(ids, dtype=torch.long, device=vectors.device)).unsqueeze(0).expand(batch, -1, -1)
+            for ids in (inputs.hint_prefix_ids, inputs.hint_suffix_ids)
+        ]
         hint = torch.cat([wrap[0], vectors.to(wrap[0].dtype), wrap[1]], dim=1)
-        ones = [mask.new_ones(batch, len(ids)) for ids in (prefix_ids, suffix_ids)]
+        ones = [mask.new_ones(batch, len(ids)) for ids in (inputs.hint_prefix_ids, inputs.hint_suffix_ids)]
         return hint + self.mlp(hint), torch.cat([ones[0], mask, ones[1]], dim=1)
 
 
@@ -114,8 +122,15 @@ class RetrievedHint(QueryHint):
         self.k = k
 
     def core(self, query_ids, query_mask, context_ids, context_mask, exclude_ids):
-        ids, valid = select_hint_tokens(self.table(query_ids), query_mask, self.table.frozen(context_ids),
-                                        context_ids, context_mask, exclude_ids, self.k)
+        ids, valid = select_hint_tokens(
+            self.table(query_ids),
+            query_mask,
+            self.table.frozen(context_ids),
+            context_ids,
+            context_mask,
+            exclude_ids,
+            self.k,
+        )
         return self.table(ids), valid
 
 
@@ -142,8 +157,10 @@ def _table_rows(table: str, token_ids, frozen: nn.Embedding):
     if table != "sparse":
         raise MethodError(f"qpeft table={table!r}: choose sparse (the rows given) or full (every row)")
     if token_ids is None and frozen.weight.device.type != "meta":
-        raise MethodError("qpeft with table=sparse needs token_ids (the vocabulary rows that may train); "
-                          "pass them to methods.apply or use table=full")
+        raise MethodError(
+            "qpeft with table=sparse needs token_ids (the vocabulary rows that may train); "
+            "pass them to methods.apply or use table=full"
+        )
     return token_ids or []
 
 
@@ -154,27 +171,42 @@ def insert_hint(base, arch, cls, token_ids, table: str, **kwargs) -> None:
 
 def query_hint(model: nn.Module) -> QueryHint | None:
     """The Q-PEFT hint module applied to ``model`` (or None)."""
-    for name, module in model.named_modules():
-        if name.endswith(PREFIX + NAME):
-            return module
-    return None
+    return prompt_parts(model).get("hint")
 
 
 TABLE = Knob("table", str, "sparse", None, "sparse: train only the rows given as token_ids; full: all |V| rows")
 
-register(Method(
-    name="qpeft-r",
-    summary="Q-PEFT retrieval: the k context tokens nearest the query as a hint (selection not differentiable)",
-    inject=lambda base, arch, k, table, token_ids=None: insert_hint(base, arch, RetrievedHint, token_ids, table, k=k),
-    knobs=(Knob("k", int, 10, 1, "hint tokens"), TABLE),
-    families=("causal-lm",), takes_token_ids=True,
-))
 
-register(Method(
-    name="qpeft-a",
-    summary="Q-PEFT attention: multi-head attention from query to context tokens makes the hint",
-    inject=lambda base, arch, heads, table, token_ids=None: insert_hint(base, arch, AttendedHint, token_ids, table,
-                                                                         heads=heads),
-    knobs=(Knob("heads", int, 2, 1, "attention heads"), TABLE),
-    families=("causal-lm",), takes_token_ids=True,
-))
+def _register(name: str, summary: str, cls, knob: Knob, token_sources: tuple) -> None:
+    def inject(base, arch, table, token_ids=None, **knobs):
+        insert_hint(base, arch, cls, token_ids, table, **knobs)
+
+    register(
+        Method(
+            name=name,
+            summary=summary,
+            inject=inject,
+            knobs=(knob, TABLE),
+            families=("causal-lm",),
+            token_sources=token_sources,
+        )
+    )
+
+
+# qpeft-r: only rows that can receive a gradient, the hint's tokens (drawn from passages) and its wrapper; the
+# query's rows steer the selection, which takes no gradient
+_register(
+    "qpeft-r",
+    "Q-PEFT retrieval: the k context tokens nearest the query as a hint (selection not differentiable)",
+    RetrievedHint,
+    Knob("k", int, 10, 1, "hint tokens"),
+    ("hint_wrapper", "train_passages"),
+)
+# qpeft-a: the query's rows (the attention's queries) and the wrapper; passages are read through the frozen table
+_register(
+    "qpeft-a",
+    "Q-PEFT attention: multi-head attention from query to context tokens makes the hint",
+    AttendedHint,
+    Knob("heads", int, 2, 1, "attention heads"),
+    ("hint_wrapper", "train_queries"),
+)

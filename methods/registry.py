@@ -1,10 +1,15 @@
 """The method registry: every PEFT method is one ``Method`` registered by its family's file."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .errors import MethodError
+
+# what a sparse embedding table may be built from: the hint's own wrapper text ("hints:", "\n"), the
+# training queries' tokens, the tokens of the passages a training query can meet
+TOKEN_SOURCES = frozenset({"hint_wrapper", "train_queries", "train_passages"})
 
 
 @dataclass(frozen=True)
@@ -34,8 +39,23 @@ class Method:
     defaults: Callable | None = None
     # the backbone families it can tune (see arch.ArchMap.family)
     families: tuple = ("encoder",)
-    # the method's inject also takes ``token_ids``: the vocabulary rows a sparse embedding table trains
-    takes_token_ids: bool = False
+    # where the vocabulary rows of a sparse embedding table come from (its inject then takes ``token_ids``):
+    # any of TOKEN_SOURCES; the caller (a stage) collects them from its data
+    token_sources: frozenset = frozenset()
+    # the reference every other method is compared with (full fine-tuning)
+    reference: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "token_sources", frozenset(self.token_sources))
+        unknown = sorted(self.token_sources - TOKEN_SOURCES)
+        if unknown:
+            raise ValueError(
+                f"method {self.name}: unknown token source {unknown[0]!r} (known: {sorted(TOKEN_SOURCES)})"
+            )
+
+    @property
+    def takes_token_ids(self) -> bool:
+        return bool(self.token_sources)
 
     @property
     def fixed(self) -> bool:
@@ -58,8 +78,7 @@ class Method:
 
 def _check(method: str, knob: Knob, value):
     if value is None:
-        raise MethodError(f"method {method!r} needs knob {knob.name!r} ({knob.help}); "
-                          "give it or a budget")
+        raise MethodError(f"method {method!r} needs knob {knob.name!r} ({knob.help}); give it or a budget")
     try:
         if knob.kind is int and (isinstance(value, bool) or float(value) != int(float(value))):
             raise ValueError
@@ -69,6 +88,16 @@ def _check(method: str, knob: Knob, value):
     if knob.minimum is not None and value < knob.minimum:
         raise MethodError(f"method {method!r}: knob {knob.name}={value} is out of range (minimum {knob.minimum})")
     return value
+
+
+def solved_by(knob: Knob) -> dict:
+    """The Method fields of a method whose one knob is what the budget solver turns."""
+    return {"knobs": (knob,), "primary": knob.name, "derive": lambda value, budget: {knob.name: value}}
+
+
+def register_one_knob(name: str, summary: str, inject: Callable, knob: Knob, paper: dict) -> Method:
+    """A method with one knob, solved from the budget; ``paper``: its knobs at the IAA paper's budgets."""
+    return register(Method(name=name, summary=summary, inject=inject, paper=paper, **solved_by(knob)))
 
 
 _REGISTRY: dict[str, Method] = {}

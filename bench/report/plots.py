@@ -1,4 +1,5 @@
 """Inline SVG plots with matplotlib: loss bands per method, metric against % trainable parameters."""
+
 from __future__ import annotations
 
 import io
@@ -15,7 +16,7 @@ def _svg(fig) -> str:
 
     plt.close(fig)
     text = buffer.getvalue()
-    return text[text.index("<svg"):]  # drop the XML prologue: the SVG sits inside HTML
+    return text[text.index("<svg") :]  # drop the XML prologue: the SVG sits inside HTML
 
 
 def _figure(width=6.4, height=3.6):

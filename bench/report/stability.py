@@ -1,12 +1,13 @@
 """Training stability per (stage, method, budget) over seeds: loss band, steps to 90% of the final loss
 drop, loss spikes, spread of the final metric, share of diverged runs."""
+
 from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
 
-from .load import Cell
-from .stats import UNTRAINED
+from ..results import LoadedCell, Status
+from .stats import _role
 
 SPIKE_WINDOW = 20
 SPIKE_MADS = 5.0  # a spike sits this many median absolute deviations above the recent median
@@ -24,7 +25,7 @@ def steps_to_90(losses: list[float]) -> int | None:
     target = start - 0.9 * (start - end)
     window = max(1, tenth // 2)
     for step in range(len(losses)):
-        if statistics.mean(losses[max(0, step - window + 1):step + 1]) <= target:
+        if statistics.mean(losses[max(0, step - window + 1) : step + 1]) <= target:
             return step + 1
     return len(losses)
 
@@ -34,7 +35,7 @@ def spikes(losses: list[float]) -> int:
     steps (robust to the ordinary noise of small batches)."""
     count = 0
     for step in range(SPIKE_WINDOW, len(losses)):
-        window = losses[step - SPIKE_WINDOW:step]
+        window = losses[step - SPIKE_WINDOW : step]
         median = statistics.median(window)
         mad = statistics.median(abs(x - median) for x in window) or 1e-3
         if losses[step] > median + SPIKE_MADS * mad:
@@ -45,7 +46,7 @@ def spikes(losses: list[float]) -> int:
 def smooth(losses: list[float]) -> list[float]:
     """Trailing mean over 2% of the run, for plots: per-step losses of small batches are mostly noise."""
     window = max(1, len(losses) // 50)
-    return [statistics.mean(losses[max(0, i - window + 1):i + 1]) for i in range(len(losses))]
+    return [statistics.mean(losses[max(0, i - window + 1) : i + 1]) for i in range(len(losses))]
 
 
 @dataclass
@@ -77,16 +78,25 @@ def loss_band(curves: list[list[float]]) -> tuple[list[float], list[float], list
     return mean, low, high
 
 
-def stability(cells: list[Cell]) -> list[Stability]:
-    groups: dict[tuple, list[Cell]] = {}
+def stability(cells: list[LoadedCell]) -> list[Stability]:
+    groups: dict[tuple, list[LoadedCell]] = {}
     for cell in cells:
-        if cell.key[1] in UNTRAINED or cell.status == "not_applicable":
+        if not _role(cell.key[1]).trains or cell.status is Status.NOT_APPLICABLE:
             continue
         groups.setdefault(cell.key, []).append(cell)
     out = []
     for (stage, method, budget), members in sorted(groups.items()):
-        curves = [c.losses for c in members if c.losses and c.status == "done"]
-        out.append(Stability(stage, method, budget, len(members), sum(c.status == "diverged" for c in members),
-                             [s for s in (steps_to_90(c) for c in curves) if s is not None],
-                             [spikes(c) for c in curves], loss_band([smooth(c) for c in curves])))
+        curves = [c.losses for c in members if c.losses and c.status is Status.DONE]
+        out.append(
+            Stability(
+                stage,
+                method,
+                budget,
+                len(members),
+                sum(c.status is Status.DIVERGED for c in members),
+                [s for s in (steps_to_90(c) for c in curves) if s is not None],
+                [spikes(c) for c in curves],
+                loss_band([smooth(c) for c in curves]),
+            )
+        )
     return out

@@ -1,18 +1,22 @@
 """Aggregates over seeds and significance: paired tests over queries (ranx's paired t-test) on
 per-query metrics averaged over seeds, Holm-corrected across every comparison of a report."""
+
 from __future__ import annotations
 
 import math
 import statistics
 from dataclasses import dataclass, field
 
-from ..suites import FIRST_STAGE, LM_ZERO_SHOT, ZERO_SHOT
-from .load import Cell
+from ..results import LoadedCell, Status
+from ..systems import Role, role
 
-REFERENCE = "full"
-UNTRAINED = (FIRST_STAGE, ZERO_SHOT, LM_ZERO_SHOT)  # baselines: no training curve, no PEFT comparison
-NOT_PEFT = ("full",) + UNTRAINED
 ALPHA = 0.05
+METRIC_ORDER = ("ndcg@10", "mrr@10", "mrr@100", "ndcg@100", "recall@100", "recall@1000")
+
+
+def metric_order(names) -> list[str]:
+    """The headline metric (nDCG@10) first, then the usual order, then anything else by name."""
+    return sorted(set(names), key=lambda m: (METRIC_ORDER.index(m) if m in METRIC_ORDER else len(METRIC_ORDER), m))
 
 
 @dataclass
@@ -22,11 +26,14 @@ class Row:
     metric: str
     method: str
     budget: str
-    values: list[float]  # one per seed
+    values: list[float]  # one per finished seed
     pct: float | None
     per_query: dict[str, float]  # query -> value averaged over seeds
+    role: Role = Role.PEFT
     failed: int = 0
     diverged: int = 0
+    errors: list[str] = field(default_factory=list)
+    train_s: list[float] = field(default_factory=list)
     diff_to_full: float | None = None
     p_vs_full: float | None = None  # Holm-corrected
     p_vs_best: float | None = None
@@ -47,31 +54,61 @@ class Row:
         return len(self.values)
 
 
-def build_rows(cells: list[Cell], metrics: dict[str, list[str]]) -> list[Row]:
-    """One row per (stage, dataset, metric, method, budget); ``metrics`` maps stage -> metric names."""
-    groups: dict[tuple, list[Cell]] = {}
+def _role(method: str) -> Role:
+    try:
+        return role(method)
+    except Exception:  # noqa: BLE001  (a method this version does not know, from another store)
+        return Role.PEFT
+
+
+def build_rows(cells: list[LoadedCell], metrics: dict[str, list[str]] | None = None, compare: bool = True) -> list[Row]:
+    """One row per (stage, dataset, metric, method, budget); ``metrics`` maps stage -> metric names
+    (default: those the stage's results hold). ``compare``: fill the significance tests and marks."""
+    groups: dict[tuple, list[LoadedCell]] = {}
     for cell in cells:
         for dataset in cell.datasets:
             groups.setdefault((cell.key[0], dataset) + cell.key[1:], []).append(cell)
+    if metrics is None:
+        found: dict[str, set] = {}
+        for cell in cells:
+            for values in cell.result.metrics.values():
+                found.setdefault(cell.key[0], set()).update(values)
+        metrics = {stage: metric_order(names) for stage, names in found.items()}
     rows = []
     for (stage, dataset, method, budget), members in sorted(groups.items()):
-        done = [c for c in members if c.status == "done" and dataset in c.result.get("metrics", {})]
-        failed = sum(c.status == "failed" for c in members)
-        diverged = sum(c.status == "diverged" for c in members)
+        done = [c for c in members if c.status is Status.DONE and dataset in c.result.metrics]
+        failed = [c for c in members if c.status is Status.FAILED]
+        diverged = [c for c in members if c.status is Status.DIVERGED]
         if not done and not (failed or diverged):
             continue  # not applicable at this budget
         for metric in metrics.get(stage, []):
-            values = [c.result["metrics"][dataset][metric] for c in done if metric in c.result["metrics"][dataset]]
+            values = [c.result.metrics[dataset][metric] for c in done if metric in c.result.metrics[dataset]]
             if not values and not (failed or diverged):
                 continue
-            pct = statistics.mean(c.result.get("pct", 0.0) for c in done) if done else None
-            rows.append(Row(stage, dataset, metric, method, budget, values, pct,
-                            _average_per_query(done, dataset, metric), failed, diverged))
-    _compare(rows)
+            pct = statistics.mean(c.result.pct for c in done) if done else None
+            rows.append(
+                Row(
+                    stage,
+                    dataset,
+                    metric,
+                    method,
+                    budget,
+                    values,
+                    pct,
+                    _average_per_query(done, dataset, metric),
+                    _role(method),
+                    len(failed),
+                    len(diverged),
+                    [c.result.error for c in failed + diverged if c.result.error],
+                    [c.result.times.get("train_s", 0.0) for c in done],
+                )
+            )
+    if compare:
+        _compare(rows)
     return rows
 
 
-def _average_per_query(cells: list[Cell], dataset: str, metric: str) -> dict[str, float]:
+def _average_per_query(cells: list[LoadedCell], dataset: str, metric: str) -> dict[str, float]:
     sums: dict[str, list[float]] = {}
     for cell in cells:
         for query, values in cell.per_query.get(dataset, {}).items():
@@ -111,12 +148,12 @@ def _compare(rows: list[Row]) -> None:
         by_setting.setdefault((row.stage, row.dataset, row.metric), []).append(row)
     pending = []  # (row, field, raw p)
     for setting_rows in by_setting.values():
-        full = next((r for r in setting_rows if r.method == REFERENCE and r.values), None)
-        peft = [r for r in setting_rows if r.method not in NOT_PEFT and r.values]
+        full = next((r for r in setting_rows if r.role is Role.REFERENCE and r.values), None)
+        peft = [r for r in setting_rows if r.role is Role.PEFT and r.values]
         for row in setting_rows:
             if full is not None and row is not full and row.values:
                 row.diff_to_full = row.mean - full.mean
-                if row.method not in ("bm25",):
+                if row.role is not Role.FIRST_STAGE:
                     pending.append((row, "p_vs_full", paired_p_value(row.per_query, full.per_query)))
         for row in peft:
             others = [r for r in peft if r.budget == row.budget and r is not row]
@@ -130,10 +167,13 @@ def _compare(rows: list[Row]) -> None:
         setattr(row, name, corrected)
     for row, name, p in pending:
         if p is None:
-            row.notes.append("no test: fewer than two shared queries" if name == "p_vs_full"
-                             else "no test against the best other method: fewer than two shared queries")
+            row.notes.append(
+                "no test: fewer than two shared queries"
+                if name == "p_vs_full"
+                else "no test against the best other method: fewer than two shared queries"
+            )
     for setting_rows in by_setting.values():
-        full = next((r for r in setting_rows if r.method == REFERENCE and r.values), None)
+        full = next((r for r in setting_rows if r.role is Role.REFERENCE and r.values), None)
         for row in setting_rows:
             if full is not None and row.p_vs_full is not None and row.mean > full.mean and row.p_vs_full <= ALPHA:
                 row.marks += "*"

@@ -1,0 +1,339 @@
+"""Suites: YAML files validated by typed models, ``extends`` merged deeply, command-line overrides on top,
+then expanded into cells. One resolver serves ``bench run``, ``bench status`` and ``bench report``.
+
+Merge order of a cell's settings (later wins): the stage's defaults < the suite's ``train:``/``eval:``/
+``first_stage:`` < the suite's ``<stage>:`` section < command-line flags. Mappings merge key by key,
+except ``lr`` maps, which replace each other whole. A suite-level key is used by the stages that
+declare it and ignored by the others; a key no stage declares is an error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ValidationError, field_validator
+
+from . import systems
+from .errors import BenchError
+from .settings import DatasetSpec, FirstStageSettings, Precision, Settings, StrictBool, StrictInt
+from .stages import all_stages, get_stage
+from .stages import names as stage_names
+
+SUITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def list_suites() -> list[str]:
+    return sorted(
+        p.name[:-5] for p in resources.files("bench").joinpath("suites").iterdir() if p.name.endswith(".yaml")
+    )
+
+
+def _closest(key: str, valid) -> str:
+    match = difflib.get_close_matches(str(key), sorted(valid), n=1, cutoff=0.5)
+    return f" (did you mean {match[0]!r}?)" if match else f" (valid: {', '.join(sorted(valid))})"
+
+
+def _csv(value) -> list:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+def _checked(values, what: str, check) -> list:
+    """``values`` (when a list: each passes ``check``, none twice); anything else is left to pydantic's type error."""
+    if isinstance(values, list):
+        for value in values:
+            check(value)
+        _unique(values, what)
+    return values
+
+
+def _unique(values: list, what: str) -> list:
+    seen = set()
+    for value in values:
+        if str(value) in seen:
+            raise ValueError(f"{what} {value!r} is listed twice")
+        seen.add(str(value))
+    return values
+
+
+class SuiteModel(Settings):
+    """The top-level keys of a suite (stage sections and stage-owned sections are checked beside it)."""
+
+    name: str
+    stage: list[str] = ["rerank"]
+    model: str | None = None
+    methods: Literal["all"] | list[str] = "all"
+    budgets: list[str] = ["native"]
+    seeds: list[StrictInt] = [13]
+    datasets: list[DatasetSpec]
+    first_stage: dict[str, Any] = {}
+    mixed_precision: Precision = "no"
+    compile: StrictBool = False
+    train: dict[str, Any] = {}
+    eval: dict[str, Any] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not SUITE_NAME.match(value):
+            raise ValueError(
+                f"{value!r} must be a plain folder name (letters, digits, '.', '_', '-'): "
+                "it names the run store's folder"
+            )
+        return value
+
+    @field_validator("stage", mode="before")
+    @classmethod
+    def _stages(cls, value):
+        value = _csv(value)
+        for stage in value if isinstance(value, list) else []:
+            get_stage(stage)
+        return _unique(value, "stage") if isinstance(value, list) else value
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _methods(cls, value):
+        value = _csv(value)
+        return "all" if value == ["all"] else _checked(value, "method", systems.role)
+
+    @field_validator("budgets", mode="before")
+    @classmethod
+    def _budgets(cls, value):
+        import methods
+
+        value = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else _csv(value)
+        return _checked([str(v) for v in value] if isinstance(value, list) else value, "budget", methods.parse_budget)
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds(cls, value):
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        return _unique(value, "seed") if isinstance(value, list) else value
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _datasets(cls, value):
+        return [dataset_entry(v) if isinstance(v, str) else v for v in value] if isinstance(value, list) else value
+
+
+class Suite(BaseModel):
+    """A validated suite: the top-level model, the stage sections, where it came from."""
+
+    model_config = {"frozen": True, "arbitrary_types_allowed": True}
+    top: SuiteModel
+    sections: dict[str, dict]  # stage name -> its section (model, train, eval, first_stage, its own key)
+    owned: dict[str, dict]  # stage-owned section key (encoder, prompt) -> values
+    where: str
+
+    @property
+    def name(self) -> str:
+        return self.top.name
+
+
+def dataset_entry(text: str) -> dict:
+    """``scifact`` -> scifact/train + scifact/test; ``TRAIN+EVAL1+EVAL2`` explicit."""
+    parts = text.split("+")
+    if len(parts) > 1:
+        return {"train": parts[0], "eval": parts[1:]}
+    return {"train": f"{text}/train", "eval": [f"{text}/test"]}
+
+
+# ---------------------------------------------------------------- reading and merging
+
+
+def _locate(name: str, relative_to: Path | None) -> tuple[str, str]:
+    """(text, where) of a suite name or YAML path."""
+    candidates = [Path(name)]
+    if relative_to is not None:
+        candidates.insert(0, relative_to / name)
+    for path in candidates:
+        if path.suffix in (".yaml", ".yml") and path.is_file():
+            try:
+                return path.read_text(encoding="utf-8"), str(path)
+            except (OSError, UnicodeDecodeError) as exc:
+                raise BenchError(f"suite {path}: cannot read it ({exc})") from None
+    if name in list_suites():
+        return resources.files("bench").joinpath("suites", f"{name}.yaml").read_text(), name
+    if name.endswith((".yaml", ".yml")):
+        raise BenchError(f"suite file {name} not found: check the path")
+    raise BenchError(f"unknown suite {name!r}: choose from {', '.join(list_suites())} or give a .yaml path")
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``: mappings merge key by key, except ``lr`` maps (replaced whole)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "lr":
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_suite(name: str, chain: tuple = (), relative_to: Path | None = None) -> tuple[dict, str]:
+    text, where = _locate(name, relative_to)
+    if where in chain:
+        raise BenchError(f"suite {chain[0]}: extends forms a cycle: {' -> '.join(chain + (where,))}")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise BenchError(f"suite {where}: malformed YAML ({str(exc).splitlines()[0]})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise BenchError(
+            f"suite {where}: a suite is a mapping of keys (see bench/suites/smoke.yaml), not a {type(raw).__name__}"
+        )
+    parent = raw.pop("extends", None)
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise BenchError(f"suite {where}: extends must name one suite or YAML file")
+        folder = Path(where).parent if Path(where).is_file() else None
+        base, _ = read_suite(parent, chain + (where,), folder)
+        base.pop("name", None)  # a variant is its own suite
+        raw = deep_merge(base, raw)
+    raw.setdefault("name", Path(where).stem if Path(where).is_file() else name)
+    return raw, where
+
+
+def _describe(error: ValidationError, where: str, prefix: str = "", valid=()) -> BenchError:
+    first = error.errors()[0]
+    path = ".".join(str(p) for p in (prefix,) + tuple(first["loc"]) if str(p))
+    if first["type"] == "extra_forbidden":
+        key = str(first["loc"][-1])
+        return BenchError(f"suite {where}: unknown key {path!r}{_closest(key, valid)}")
+    message = first["msg"].removeprefix("Value error, ")
+    shown = first.get("input")
+    got = f" (got {shown!r})" if shown is not None and not isinstance(shown, (dict, list)) else ""
+    return BenchError(f"suite {where}: {path}: {message}{got}")
+
+
+def parse_suite(raw: dict, where: str) -> Suite:
+    stages = {s.name: s for s in all_stages()}
+    owned_keys = {s.section_key for s in stages.values() if s.section_key}
+    top_keys = set(SuiteModel.model_fields)
+    for key in raw:
+        if key not in top_keys | set(stages) | owned_keys:
+            raise BenchError(f"suite {where}: unknown key {key!r}{_closest(key, top_keys | set(stages) | owned_keys)}")
+    try:
+        top = SuiteModel(**{k: v for k, v in raw.items() if k in top_keys})
+    except ValidationError as exc:
+        raise _describe(exc, where, valid=top_keys | set(stages) | owned_keys) from None
+    except BenchError as exc:  # an unknown stage or method inside a validator
+        raise BenchError(f"suite {where}: {exc}") from None
+    train_keys = set().union(*(s.Train.keys() for s in stages.values()))
+    eval_keys = set().union(*(s.Eval.keys() for s in stages.values()))
+    _check_keys(top.train, train_keys, where, "train")
+    _check_keys(top.eval, eval_keys, where, "eval")
+    _check_keys(top.first_stage, FirstStageSettings.keys(), where, "first_stage")
+    owned = {}
+    for key in owned_keys & set(raw):
+        owner = next(s for s in stages.values() if s.section_key == key)
+        owned[key] = _section_values(raw[key], owner.Section, where, key)
+    sections = {}
+    for name in set(stages) & set(raw):
+        sections[name] = _stage_section(raw[name] or {}, stages[name], where)
+    return Suite(top=top, sections=sections, owned=owned, where=where)
+
+
+def _check_keys(values: dict, valid: set, where: str, prefix: str) -> None:
+    for key in values:
+        if key not in valid:
+            raise BenchError(f"suite {where}: unknown key '{prefix}.{key}'{_closest(key, valid)}")
+
+
+def _section_values(values, model: type[Settings], where: str, prefix: str) -> dict:
+    if not isinstance(values, dict):
+        raise BenchError(f"suite {where}: {prefix} must be a mapping")
+    _check_keys(values, model.keys(), where, prefix)
+    return values
+
+
+def _stage_section(section, stage, where: str) -> dict:
+    if not isinstance(section, dict):
+        raise BenchError(f"suite {where}: section {stage.name} must be a mapping")
+    valid = {"model", "train", "eval", "first_stage"} | ({stage.section_key} if stage.section_key else set())
+    _check_keys(section, valid, where, stage.name)
+    for key, model in (("train", stage.Train), ("eval", stage.Eval), ("first_stage", FirstStageSettings)):
+        _section_values(section.get(key, {}), model, where, f"{stage.name}.{key}")
+    if stage.section_key and stage.section_key in section:
+        _section_values(section[stage.section_key], stage.Section, where, f"{stage.name}.{stage.section_key}")
+    return section
+
+
+def load_suite(name: str) -> Suite:
+    raw, where = read_suite(name)
+    return parse_suite(raw, where)
+
+
+# ---------------------------------------------------------------- command-line overrides
+
+
+class Overrides(BaseModel):
+    """Grid flags shared by ``bench run``, ``bench status`` and ``bench report``; each wins over the suite."""
+
+    model_config = {"frozen": True}
+    suite: dict = {}  # top-level keys set before validation (methods, budgets, seeds, datasets, stage, ...)
+    model: str | None = None
+    train: dict = {}
+    eval: dict = {}
+    first_stage: dict = {}
+    owned: dict = {}
+
+
+def overrides_from(args) -> Overrides:
+    get = lambda name: getattr(args, name, None)  # noqa: E731
+    top, train, evaluation, first, owned = {}, {}, {}, {}, {}
+    for flag, key in (("methods", "methods"), ("budgets", "budgets"), ("seeds", "seeds"), ("stage", "stage")):
+        if get(flag) is not None:
+            top[key] = _csv(get(flag))
+    if get("seeds") is not None:
+        try:
+            top["seeds"] = [int(s) for s in _csv(get("seeds"))]
+        except ValueError:
+            raise BenchError(f"--seeds {get('seeds')!r}: give comma-separated integers") from None
+    if get("datasets") is not None:
+        top["datasets"] = [dataset_entry(d) for d in _csv(get("datasets"))]
+    if get("precision") is not None:
+        top["mixed_precision"] = get("precision")
+    if get("compile"):
+        top["compile"] = True
+    if get("first_stage") is not None:
+        first["backend"] = get("first_stage")
+    for flag, key in (("epochs", "epochs"), ("max_steps", "steps")):
+        if get(flag) is not None:
+            train[key] = get(flag)
+    for flag, key in (("max_queries", "max_queries"), ("batch_size", "batch_size"), ("depth", "depth")):
+        if get(flag) is not None:
+            evaluation[key] = get(flag)
+    if get("metrics") is not None:
+        evaluation["metrics"] = _csv(get("metrics"))
+    if get("separate_towers"):
+        owned["encoder"] = {"separate_towers": True}
+    return Overrides(suite=top, model=get("model"), train=train, eval=evaluation, first_stage=first, owned=owned)
+
+
+def default_suite(args) -> str:
+    if getattr(args, "suite", None):
+        return args.suite
+    stages = _csv(getattr(args, "stage", None) or "rerank")
+    smoke = get_stage(stages[0]).smoke_suite if len(stages) == 1 else None
+    return smoke or "smoke"
+
+
+def resolve(args) -> tuple[Suite, Overrides]:
+    """The suite named by ``--suite`` (or the stage's smoke suite) with the grid flags of ``args`` applied."""
+    raw, where = read_suite(default_suite(args))
+    over = overrides_from(args)
+    suite = parse_suite({**raw, **over.suite}, where)
+    return suite, over
+
+
+__all__ = ["Overrides", "Suite", "dataset_entry", "deep_merge", "list_suites", "load_suite", "resolve", "stage_names"]

@@ -1,0 +1,217 @@
+"""The result schema (``result.json``), versioned: one writer, one loader that upgrades older results
+(after MTEB's TaskResult.from_disk), one scanner that every reader (runner, status, report, perf) uses.
+
+Schema history:
+- 1 (no ``schema`` key): the first harness; stage absent means rerank.
+- 2: ``schema``, ``precision`` (the precision the cell ran at, ``auto`` resolved on its machine),
+  ``config`` holds the cell with ``id_version`` 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from .files import read_json, write_json
+
+SCHEMA = 2
+RESULT = "result.json"
+
+
+class Status(str, Enum):
+    DONE = "done"
+    NOT_APPLICABLE = "not_applicable"
+    FAILED = "failed"
+    DIVERGED = "diverged"
+    RUNNING = "running"
+    PENDING = "pending"
+
+    @property
+    def finished(self) -> bool:  # never recomputed
+        return self in (Status.DONE, Status.NOT_APPLICABLE)
+
+    @property
+    def retryable(self) -> bool:  # recomputed only when asked (--retry-failed)
+        return self in (Status.FAILED, Status.DIVERGED)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class CellResult:
+    status: Status
+    cell_id: str
+    suite: str
+    stage: str
+    method: str
+    budget: str
+    seed: int
+    config: dict
+    error: str = ""
+    traceback: str | None = None
+    model: str | None = None
+    datasets: dict = field(default_factory=dict)
+    first_stage: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)  # eval dataset -> metric -> value
+    eval: dict = field(default_factory=dict)  # eval dataset -> timings
+    knobs: dict = field(default_factory=dict)
+    trainable: int = 0
+    backbone: int = 0
+    pct: float = 0.0
+    head: int = 0
+    train: dict = field(default_factory=dict)
+    times: dict = field(default_factory=dict)
+    peak_memory_mb: float | None = None
+    device: str | None = None
+    processes: int = 1
+    versions: dict = field(default_factory=dict)
+    git_commit: str | None = None
+    dataset_fingerprints: dict = field(default_factory=dict)
+    precision: str | None = None
+    schema: int = SCHEMA
+    extra: dict = field(default_factory=dict)  # keys this version does not know (a newer writer's)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["status"] = self.status.value
+        return {**data.pop("extra"), **data}
+
+    @classmethod
+    def from_json(cls, data: dict) -> CellResult:
+        data = upgrade(dict(data))
+        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        values = {k: v for k, v in data.items() if k in known}
+        values["status"] = Status(values["status"])
+        return cls(**values, extra={k: v for k, v in data.items() if k not in known})
+
+    @property
+    def done(self) -> bool:
+        return self.status is Status.DONE
+
+
+def for_cell(cell, status: Status, **fields) -> CellResult:
+    """A result carrying ``cell``'s identity (and its config) with ``fields`` beside it."""
+    identity = dict(
+        cell_id=cell.id,
+        suite=cell.suite,
+        stage=cell.stage,
+        method=cell.method,
+        budget=cell.budget,
+        seed=cell.seed,
+        config=cell.to_json(),
+        model=cell.model,
+        datasets=cell.datasets,
+        first_stage=cell.first_stage,
+    )
+    return CellResult(status=status, **identity, **fields)
+
+
+def failure(cell, status: Status, error: str, trace: str | None) -> CellResult:
+    return for_cell(cell, status, error=error, traceback=trace)
+
+
+def upgrade(data: dict) -> dict:
+    """A result of any earlier schema, in today's shape."""
+    if "schema" not in data:  # schema 1
+        config = data.get("config") or {}
+        data.setdefault("status", "failed")
+        for key in ("suite", "method", "budget", "seed", "cell_id", "model", "datasets", "first_stage"):
+            if key not in data and key in config:
+                data[key] = config[key]
+        data.setdefault("stage", config.get("stage", "rerank"))
+        data.setdefault("precision", config.get("mixed_precision"))
+        data["budget"] = str(data.get("budget", "native"))
+        data["seed"] = int(data.get("seed", 0))
+        data.setdefault("cell_id", "")
+        data.setdefault("suite", "")
+        data.setdefault("config", config)
+        data["schema"] = SCHEMA
+    return data
+
+
+def write(directory: Path, result: CellResult) -> None:
+    write_json(Path(directory) / RESULT, result.to_json())
+
+
+def warn(message: str) -> None:
+    print(f"bench: warning: {message}", file=sys.stderr)
+
+
+def load(directory: Path, quiet: bool = False) -> CellResult | None:
+    """The cell's result, or None when it has none yet. A result that cannot be read (a disk filled up, a
+    copy cut short) counts as none, with a one-line warning: the cell is simply unfinished."""
+    path = Path(directory) / RESULT
+    try:
+        data = read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        if not quiet:
+            warn(f"{path} is unreadable ({type(exc).__name__}); the cell counts as unfinished")
+        return None
+    if data is None:
+        return None
+    try:
+        return CellResult.from_json(data)
+    except (TypeError, ValueError, KeyError) as exc:
+        if not quiet:
+            warn(f"{path} does not hold a cell result ({exc}); the cell counts as unfinished")
+        return None
+
+
+@dataclass
+class LoadedCell:
+    """A result with what reports read beside it."""
+
+    directory: Path
+    result: CellResult
+    per_query: dict = field(default_factory=dict)  # dataset -> query -> metric -> value
+    losses: list = field(default_factory=list)  # training loss per step
+
+    @property
+    def status(self) -> Status:
+        return self.result.status
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.result.stage, self.result.method, self.result.budget
+
+    @property
+    def datasets(self) -> list[str]:
+        return list(self.result.metrics) or list(self.result.datasets.get("eval", []))
+
+
+def read_losses(directory: Path) -> list[float]:
+    log = Path(directory) / "train_log.jsonl"
+    if not log.exists():
+        return []
+    losses = []
+    for line in log.read_text().splitlines():
+        try:
+            losses.append(float(json.loads(line)["loss"]))
+        except (ValueError, KeyError, TypeError):
+            break  # a log cut short: what was written before the cut
+    return losses
+
+
+def load_cell(directory: Path, quiet: bool = False) -> LoadedCell | None:
+    result = load(directory, quiet)
+    if result is None:
+        return None
+    try:
+        per_query = read_json(Path(directory) / "per_query.json") or {}
+    except (json.JSONDecodeError, OSError):
+        per_query = {}
+    return LoadedCell(Path(directory), result, per_query, read_losses(directory))
+
+
+def scan(root: Path) -> list[LoadedCell]:
+    """Every readable result under ``root`` (one folder per cell)."""
+    cells = []
+    for path in sorted(Path(root).glob(f"*/{RESULT}")):
+        loaded = load_cell(path.parent)
+        if loaded is not None:
+            cells.append(loaded)
+    return cells

@@ -1,0 +1,112 @@
+"""Typed settings (pydantic v2, as MTEB's TaskMetadata): strict keys, checked ranges, and for every field
+an ``id_default``: the value that leaves a cell's id unchanged (the behaviour before the field existed).
+A stage subclasses ``TrainSettings`` / ``EvalSettings`` to add its own keys and defaults."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
+
+SAME = object()  # id_default: the field's own default
+
+
+def _number(value):
+    """YAML 1.1 reads ``1e-3`` as a string: accept numeric strings for float fields, nothing else."""
+    if isinstance(value, bool):
+        raise ValueError("a number is needed, not a boolean")
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a number") from None
+    return value
+
+
+Float = Annotated[float, BeforeValidator(_number)]
+PositiveFloat = Annotated[float, BeforeValidator(_number), Field(gt=0)]
+PositiveInt = Annotated[StrictInt, Field(gt=0)]
+Precision = Literal["no", "bf16", "fp16", "auto"]
+
+
+def setting(default, *, id_default=SAME, **constraints) -> Any:
+    """A field with its ``id_default`` (``SAME``: the default itself)."""
+    extra = {"id_default": default if id_default is SAME else id_default}
+    return Field(default, json_schema_extra=extra, **constraints)
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def id_defaults(cls) -> dict[str, Any]:
+        out = {}
+        for name, field in cls.model_fields.items():
+            extra = field.json_schema_extra or {}
+            out[name] = extra["id_default"] if "id_default" in extra else field.get_default(call_default_factory=True)
+        return out
+
+    @classmethod
+    def keys(cls) -> set[str]:
+        return set(cls.model_fields)
+
+
+LrMap = dict[str, PositiveFloat]
+
+
+class TrainSettings(Settings):
+    """What every trained stage reads. ``lr``: one rate, or a map method -> rate with ``default``."""
+
+    steps: PositiveInt | None = setting(None)
+    epochs: PositiveInt = setting(1)
+    batch_queries: PositiveInt = setting(4)
+    group_size: PositiveInt = setting(4)
+    max_queries: PositiveInt | None = setting(None)
+    warmup_ratio: Float = setting(0.1, ge=0.0, lt=1.0)
+    weight_decay: Float = setting(0.01, ge=0.0)
+    grad_clip: PositiveFloat = setting(1.0)
+    lr: PositiveFloat | LrMap = setting({"default": 1e-3, "full": 3e-5})
+
+    def lr_for(self, method: str) -> float:
+        if isinstance(self.lr, dict):
+            return float(self.lr.get(method, self.lr.get("default", 1e-3)))
+        return float(self.lr)
+
+
+class EvalSettings(Settings):
+    depth: PositiveInt = setting(100)
+    max_queries: PositiveInt | None = setting(None)
+    batch_size: PositiveInt = setting(64)
+    metrics: list[str] | None = setting(None)  # None: the stage's own metrics
+
+
+class FirstStageSettings(Settings):
+    """``backend``: bm25s, pyserini, irds, official-run or a TREC run file; ``depth``: candidates per query
+    (default: the evaluation depth); ``k1``/``b``: BM25 parameters (default: Anserini's BEIR flat 0.9/0.4)."""
+
+    backend: str = setting("bm25s")
+    depth: PositiveInt | None = setting(None)
+    k1: PositiveFloat | None = setting(None)
+    b: Float | None = setting(None, ge=0.0, le=1.0)
+
+
+class DatasetSpec(Settings):
+    train: str | None = None
+    eval: Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v), Field(min_length=1)]
+
+
+__all__ = [
+    "DatasetSpec",
+    "EvalSettings",
+    "FirstStageSettings",
+    "Float",
+    "PositiveFloat",
+    "PositiveInt",
+    "Precision",
+    "SAME",
+    "Settings",
+    "StrictBool",
+    "StrictInt",
+    "TrainSettings",
+    "setting",
+]

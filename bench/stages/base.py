@@ -1,0 +1,278 @@
+"""The Stage interface and the one cell runner.
+
+A stage declares what it is (name, backbone family, metrics, typed settings, whether it reranks the
+first stage's candidates, perf hooks) and implements four things: ``build`` a model for a cell,
+training ``batches``, a ``loss`` (Tevatron's build / compute_loss split) and ``score``. ``run_cell``
+does the rest for every stage: seeds, the method (``methods.apply_towers``), the training loop, the
+evaluation through ranx and the result. Stages never name methods: a method declares what it needs
+(token sources, prompt slots) and a system its role (``bench.systems``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch.nn as nn
+
+import methods
+
+from .. import environment, results
+from ..data import Collection, cached_collection, limit_queries
+from ..errors import BenchError
+from ..evaluate import evaluate_run
+from ..files import safe_name, write_json
+from ..firststage import candidates_for, write_trec_run
+from ..sampling import EpochGroups, RankShard, training_queries
+from ..settings import EvalSettings, Settings, TrainSettings
+from ..systems import Role, role
+from ..train import make_accelerator, seed_everything, train
+
+FAULTS_ENV = "BENCH_FAULTS"  # e.g. "lora=nan,bitfit=raise": forced failures for resilience tests
+
+
+@dataclass
+class Built:
+    """What ``Stage.build`` returns: the model to tune and score, its tokenizer, the transformer(s) an
+    untrained cell counts as its backbone, and the head's parameters (their own learning rate)."""
+
+    model: nn.Module
+    tokenizer: Any
+    backbone: list[nn.Module]
+    head_params: tuple = ()
+    state: dict = field(default_factory=dict)  # anything else the stage keeps between calls
+
+
+@dataclass(frozen=True)
+class PerfHooks:
+    """What ``bench perf`` needs from a stage: a fixed-shape training batch, its example and token
+    counts, and (optionally) the same model and loss in the reference stack (transformers' Trainer)."""
+
+    batch: Callable  # (built, length, queries, group) -> batch dict (includes what the loss reads)
+    examples: Callable  # (queries, group) -> examples in one step
+    tokens: Callable  # (queries, group, length) -> tokens in one step
+    shape: Callable = lambda batch, group: (batch, group)  # perf's (batch, group) -> (queries, passages each)
+    reference_model: Callable | None = None  # (model path) -> transformers model (+ peft for lora)
+    reference_loss: Callable | None = None  # (group) -> (model, batch) -> loss
+    peft_task_type: str = "FEATURE_EXTRACTION"
+
+
+class Stage(ABC):
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    family: ClassVar[str]  # the backbones it tunes: "encoder" or "causal-lm" (methods.Method.families)
+    default_model: ClassVar[str]
+    smoke_suite: ClassVar[str | None] = None
+    metrics: ClassVar[tuple[str, ...]]
+    needs_candidates: ClassVar[bool] = True  # False: the stage retrieves from the whole corpus itself
+    Train: ClassVar[type[TrainSettings]] = TrainSettings
+    Eval: ClassVar[type[EvalSettings]] = EvalSettings
+    section_key: ClassVar[str | None] = None  # a suite section of the stage's own (cell.extra[key])
+    Section: ClassVar[type[Settings] | None] = None
+    perf: ClassVar[PerfHooks | None] = None
+
+    @abstractmethod
+    def build(self, cell) -> Built: ...
+
+    def tuned(self, built: Built) -> list[nn.Module]:
+        """The transformers a method is applied to (each with the same knobs)."""
+        return [built.model]
+
+    def configure(self, built: Built, phase: str, settings) -> None:  # noqa: B027  (optional hook)
+        """Called with the train settings before training and the eval settings before scoring."""
+
+    def token_rows(
+        self, built: Built, sources: frozenset, train: Collection, candidates: dict, query_ids: list[str]
+    ) -> list[int]:
+        raise methods.MethodError(f"stage {self.name} cannot give vocabulary rows ({', '.join(sorted(sources))})")
+
+    @abstractmethod
+    def batches(self, built: Built, groups, train: Collection, settings) -> Callable[[int], dict]: ...
+
+    @abstractmethod
+    def loss(self, built: Built, settings) -> Callable[[nn.Module, dict], Any]: ...
+
+    @abstractmethod
+    def score(
+        self, built: Built, collection: Collection, candidates: dict | None, settings, device, autocast
+    ) -> tuple[dict, dict]: ...
+
+    def section(self, cell) -> Settings | None:
+        return self.Section(**cell.extra.get(self.section_key, {})) if self.Section else None
+
+
+# ---------------------------------------------------------------- the one cell runner
+
+
+def _forced_fault(cell) -> str | None:
+    for item in os.environ.get(FAULTS_ENV, "").split(","):
+        method, _, kind = item.partition("=")
+        if method.strip() == cell.method:
+            return kind.strip()
+    return None
+
+
+def _nan_after_first_step(loss):
+    calls = []
+
+    def poisoned(model, batch):
+        calls.append(1)
+        value = loss(model, batch)
+        return value * float("nan") if len(calls) > 1 else value
+
+    return poisoned
+
+
+def _budget(cell):
+    """What methods.apply gets: nothing for one-size methods; "native" (the paper's 0.5% knobs) or a budget."""
+    return None if cell.budget == "native" and methods.get_method(cell.method).fixed else cell.budget
+
+
+def _maybe_compile(cell, model) -> None:
+    if cell.compile:
+        model.compile(dynamic=True)  # in place: parameter names, hence saved tensors, stay the same
+
+
+def _untrained_record(name: str, modules: list[nn.Module]) -> methods.MethodRecord:
+    count = sum(p.numel() for module in modules for p in module.parameters())
+    config = getattr(modules[0], "config", None)
+    return methods.MethodRecord(
+        method=name,
+        knobs={},
+        trainable=0,
+        backbone=count,
+        pct=0.0,
+        head=0,
+        backbone_name=str(getattr(config, "_name_or_path", "") or ""),
+    )
+
+
+def _train_candidates(cell, cache: Path) -> tuple[Collection, dict]:
+    coll = cached_collection(cell.datasets["train"])
+    return coll, candidates_for(cell.first_stage, coll, cache, cell.first_stage["depth"])
+
+
+def fit(stage: Stage, cell, built: Built, settings: TrainSettings, directory: Path, cache: Path, accelerator):
+    """The training every stage shares: groups from the first stage, the one loop, saved tensors."""
+    model = built.model
+    _maybe_compile(cell, model)
+    train_coll, train_cands = _train_candidates(cell, cache)
+    groups = EpochGroups(train_coll, train_cands, settings.group_size, cell.seed, settings.max_queries)
+    if not len(groups):
+        raise BenchError(
+            f"{cell.datasets['train']}: no query has a judged relevant document in the corpus; "
+            "training needs at least one"
+        )
+    steps = settings.steps or max(1, settings.epochs * len(groups) // settings.batch_queries)
+    if accelerator.num_processes > 1:
+        if settings.batch_queries % accelerator.num_processes:
+            raise BenchError(
+                f"batch_queries {settings.batch_queries} does not split over "
+                f"{accelerator.num_processes} processes; make it a multiple"
+            )
+        groups = RankShard(groups, accelerator.process_index, accelerator.num_processes)
+    loss = stage.loss(built, settings)
+    if _forced_fault(cell) == "nan":
+        loss = _nan_after_first_step(loss)
+    stats = train(
+        model,
+        stage.batches(built, groups, train_coll, settings),
+        loss,
+        lr=cell.train["lr"],
+        steps=steps,
+        accelerator=accelerator,
+        log_path=directory / "train_log.jsonl",
+        warmup_ratio=settings.warmup_ratio,
+        weight_decay=settings.weight_decay,
+        grad_clip=settings.grad_clip,
+        desc=f"train {cell.method}",
+        head_params=list(built.head_params),
+        head_lr=getattr(settings, "head_lr", None),
+    )
+    stats["groups"] = len(groups)
+    built.model = accelerator.unwrap_model(model)
+    if accelerator.is_main_process:
+        methods.save(built.model, directory / "trainable")
+    return stats
+
+
+def evaluate_all(stage: Stage, cell, directory: Path, cache: Path, score, needs_candidates: bool) -> dict:
+    """Every eval dataset: metrics, per-query metrics and the TREC run."""
+    metrics, per_query, timing = {}, {}, {}
+    for ref in cell.datasets["eval"]:
+        coll = limit_queries(cached_collection(ref), cell.eval.get("max_queries"))
+        cands = candidates_for(cell.first_stage, coll, cache, cell.eval["depth"]) if needs_candidates else None
+        run, timing[ref] = score(coll, cands)
+        names = tuple(cell.eval.get("metrics") or stage.metrics)
+        metrics[ref], per_query[ref] = evaluate_run(coll.qrels, run, names, coll.relevance_level)
+        write_trec_run(run, directory / f"run.{safe_name(ref)}.trec", cell.method)
+    write_json(directory / "per_query.json", per_query)
+    return {"metrics": metrics, "eval": timing}
+
+
+def run_cell(stage: Stage, cell, directory: Path, cache: Path) -> results.CellResult | None:
+    """Run one cell and write its result (rank 0); None on the other data-parallel ranks."""
+    started = time.perf_counter()
+    system = role(cell.method)
+    record, device, stats = None, "cpu", {}
+    if system is Role.FIRST_STAGE:
+        outcome = evaluate_all(stage, cell, directory, cache, lambda coll, cands: (cands, {"pairs": 0}), True)
+    else:
+        seed_everything(cell.seed)
+        built = stage.build(cell)
+        accelerator = make_accelerator(environment.resolve_precision(cell.mixed_precision or "no"))
+        device = accelerator.device
+        if system is Role.UNTRAINED:
+            record = _untrained_record(cell.method, built.backbone)
+            _maybe_compile(cell, built.model)
+            built.model.to(device)
+        else:
+            settings = stage.Train(**cell.train)
+            stage.configure(built, "train", settings)
+            token_ids = None
+            method = methods.get_method(cell.method)
+            if method.token_sources:
+                train_coll, train_cands = _train_candidates(cell, cache)
+                chosen = training_queries(train_coll, random.Random(cell.seed), settings.max_queries)
+                token_ids = stage.token_rows(built, method.token_sources, train_coll, train_cands, chosen)
+            extra = {"token_ids": token_ids} if token_ids is not None else {}
+            record = methods.apply_towers(
+                built.model, stage.tuned(built), cell.method, budget_pct=_budget(cell), **extra
+            )
+            stats = fit(stage, cell, built, settings, directory, cache, accelerator)
+            if not accelerator.is_main_process:
+                return None
+        evaluation = stage.Eval(**cell.eval)
+        stage.configure(built, "eval", evaluation)
+        outcome = evaluate_all(
+            stage,
+            cell,
+            directory,
+            cache,
+            lambda coll, cands: stage.score(built, coll, cands, evaluation, device, accelerator.autocast),
+            stage.needs_candidates,
+        )
+    result = results.for_cell(
+        cell,
+        results.Status.DONE,
+        metrics=outcome["metrics"],
+        eval=outcome["eval"],
+        **({k: getattr(record, k) for k in ("knobs", "trainable", "backbone", "pct", "head")} if record else {}),
+        train=stats,
+        times={"total_s": time.perf_counter() - started, "train_s": stats.get("train_s", 0.0)},
+        peak_memory_mb=environment.peak_memory_mb(device),
+        device=environment.device_name(device),
+        processes=int(os.environ.get("WORLD_SIZE", "1")),
+        versions=environment.versions(),
+        git_commit=environment.git_commit(),
+        dataset_fingerprints={ref: cached_collection(ref).fingerprint for ref in cell.datasets["eval"]},
+        precision=environment.resolve_precision(cell.mixed_precision) if cell.mixed_precision else None,
+    )
+    results.write(directory, result)
+    return result

@@ -1,0 +1,167 @@
+"""The reranking stage: a cross-encoder ("[CLS] query [SEP] document [SEP]", a linear head on the first
+token) trained on groups of one positive and n-1 first-stage negatives, reranking the first stage's top-k."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Literal
+
+import torch
+import torch.nn as nn
+
+from ..data import Collection
+from ..evaluate import RERANK_METRICS
+from ..scoring import score_candidates
+from ..settings import EvalSettings, PositiveFloat, PositiveInt, TrainSettings, setting
+from . import register
+from .base import Built, PerfHooks, Stage
+
+
+class CrossEncoder(nn.Module):
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(backbone.config.hidden_size, 1)
+        nn.init.normal_(self.head.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, **encoded) -> torch.Tensor:
+        return self.head(self.backbone(**encoded).last_hidden_state[:, 0]).squeeze(-1)
+
+
+def encode_pairs(tokenizer, queries: list[str], docs: list[str], max_length: int):
+    """ "[CLS] query [SEP] document [SEP]", padded to the longest pair of the batch."""
+    return tokenizer(
+        queries, docs, truncation="longest_first", max_length=max_length, padding=True, return_tensors="pt"
+    )
+
+
+def group_batches(groups, train: Collection, tokenizer, batch_queries: int, max_length: int):
+    """A callable step -> tokenised pairs of ``batch_queries`` groups, positive first in each group."""
+
+    def batch(step: int) -> dict:
+        queries, docs, size = [], [], 0
+        for q, pos, negs in groups.batch(step, batch_queries):
+            size = 1 + len(negs)
+            for d in [pos] + negs:
+                queries.append(train.queries[q])
+                docs.append(train.corpus[d])
+        encoded = encode_pairs(tokenizer, queries, docs, max_length)
+        encoded["group_size"] = size
+        return dict(encoded)
+
+    return batch
+
+
+def group_loss(kind: str):
+    def loss(model, batch) -> torch.Tensor:
+        group_size = batch.pop("group_size")
+        scores = model(**batch).view(-1, group_size).float()
+        if kind == "bce":
+            labels = torch.zeros_like(scores)
+            labels[:, 0] = 1.0
+            return nn.functional.binary_cross_entropy_with_logits(scores, labels)
+        return nn.functional.cross_entropy(scores, torch.zeros(len(scores), dtype=torch.long, device=scores.device))
+
+    return loss
+
+
+def rerank(
+    model,
+    tokenizer,
+    collection: Collection,
+    candidates: dict,
+    settings,
+    device,
+    desc="rerank",
+    autocast=contextlib.nullcontext,
+    length=None,
+    grad_mode=torch.inference_mode,
+) -> tuple[dict, dict]:
+    """The cross-encoder's scores for the top-``settings.depth`` candidates of every query (``length``: the
+    batching order's key, by default the pair's length in characters)."""
+
+    def encode(chunk):
+        queries, docs = [collection.queries[q] for q, _ in chunk], [collection.corpus[d] for _, d in chunk]
+        return encode_pairs(tokenizer, queries, docs, settings.max_length)
+
+    length = length or (lambda q, d: len(collection.queries[q]) + len(collection.corpus[d]))
+    return score_candidates(model, collection, candidates, settings, device, encode, length, desc, autocast, grad_mode)
+
+
+class RerankTrain(TrainSettings):
+    max_length: PositiveInt = setting(192)
+    loss: Literal["softmax", "bce"] = setting("softmax")
+    head_lr: PositiveFloat = setting(1e-3)
+
+
+class RerankEval(EvalSettings):
+    max_length: PositiveInt = setting(256)
+
+
+def _perf_batch(built: Built, length: int, queries: int, group: int) -> dict:
+    from ..samples import fixed_batch, passages
+
+    texts = passages(queries * group)
+    batch = fixed_batch(built.tokenizer, texts, length, pairs_with=[t[:120] for t in texts[::-1]])
+    return {**batch, "group_size": group}
+
+
+def _reference_model(path: str):
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+
+
+def _reference_loss(group: int):
+    def loss(model, batch):
+        batch = {k: v.reshape(-1, v.shape[-1]) for k, v in batch.items()}  # rows of one query's group
+        scores = model(**batch).logits.view(-1, group).float()
+        return nn.functional.cross_entropy(scores, torch.zeros(len(scores), dtype=torch.long, device=scores.device))
+
+    return loss
+
+
+@register
+class Rerank(Stage):
+    name = "rerank"
+    summary = "cross-encoder reranking the first stage's top-k"
+    family = "encoder"
+    default_model = "minilm"
+    smoke_suite = "smoke"
+    metrics = RERANK_METRICS
+    Train = RerankTrain
+    Eval = RerankEval
+    perf = PerfHooks(
+        batch=_perf_batch,
+        examples=lambda queries, group: queries * group,
+        tokens=lambda queries, group, length: queries * group * length,
+        reference_model=_reference_model,
+        reference_loss=_reference_loss,
+        peft_task_type="SEQ_CLS",
+    )
+
+    def build(self, cell) -> Built:
+        from ..models import load_backbone
+
+        tokenizer, backbone = load_backbone(cell.model, seed=cell.seed)
+        model = CrossEncoder(backbone)
+        return Built(model, tokenizer, [backbone], head_params=tuple(model.head.parameters()))
+
+    def batches(self, built, groups, train, settings):
+        return group_batches(groups, train, built.tokenizer, settings.batch_queries, settings.max_length)
+
+    def loss(self, built, settings):
+        return group_loss(settings.loss)
+
+    def score(self, built, collection, candidates, settings, device, autocast):
+        return rerank(
+            built.model,
+            built.tokenizer,
+            collection,
+            candidates,
+            settings,
+            device,
+            desc=f"rerank {collection.ref}",
+            autocast=autocast,
+        )

@@ -1,0 +1,93 @@
+"""Cell identity: ids hash only what differs from each setting's id_default; stores written before id
+version 2 map onto today's cells; the shipped suites' ids and every id_default are pinned."""
+
+import argparse
+import gzip
+import json
+
+import pytest
+
+from bench.cells import Cell, expand
+from bench.config import Overrides, list_suites, load_suite, resolve
+from bench.settings import FirstStageSettings, setting
+from bench.stages import all_stages, get_stage
+from conftest import GOLDEN
+
+
+def test_id_defaults_are_pinned():
+    """An id_default is the behaviour before its field existed: editing one would re-key old stores."""
+    pinned = json.loads((GOLDEN / "id_defaults.json").read_text())
+    now = {"first_stage": FirstStageSettings.id_defaults()}
+    for stage in all_stages():
+        if stage.name in pinned:
+            now[stage.name] = {"train": stage.Train.id_defaults(), "eval": stage.Eval.id_defaults()}
+            if stage.Section:
+                now[stage.name][stage.section_key] = stage.Section.id_defaults()
+    assert json.loads(json.dumps(now)) == pinned
+
+
+def test_shipped_suites_keep_their_ids():
+    pinned = json.loads((GOLDEN / "cell_ids_v2.json").read_text())
+    assert set(pinned) <= set(list_suites())
+    for name, cells in pinned.items():
+        assert [[c.stage, c.method, c.budget, c.seed, c.id] for c in expand(load_suite(name))] == cells, name
+
+
+def test_every_cell_written_before_id_version_2_maps_onto_todays_cell():
+    """All 860 cells of the shipped suites x stages as the code before the change wrote them (precision
+    auto resolved to bf16 then): Cell.from_v1 gives the id of today's cell with the same precision."""
+    golden = json.load(gzip.open(GOLDEN / "cells_v1.json.gz", "rt"))
+    checked = 0
+    for suite, stages in golden.items():
+        for stage, v1_cells in stages.items():
+            parsed, over = resolve(argparse.Namespace(suite=suite, stage=stage))
+            if stage == "qlm" and load_suite(suite).top.stage != ["qlm"]:
+                over = Overrides(model="smollm2")  # as the v1 cells were made: an LM for the qlm stage
+            today = {}
+            for cell in expand(parsed, over):
+                resolved = cell.replace(mixed_precision="bf16") if cell.mixed_precision == "auto" else cell
+                today[(cell.method, cell.budget, cell.seed, json.dumps(cell.datasets, sort_keys=True))] = resolved.id
+            assert len(today) == len(v1_cells), (suite, stage)
+            for v1 in v1_cells:
+                key = (v1["method"], v1["budget"], v1["seed"], json.dumps(v1["datasets"], sort_keys=True))
+                assert Cell.from_v1(v1).id == today[key], (suite, stage, key)
+                checked += 1
+    assert checked == 860
+
+
+def test_a_new_setting_at_its_id_default_changes_no_id(monkeypatch):
+    stage = get_stage("rerank")
+    before = [c.id for c in expand(load_suite("scifact"))]
+
+    class WithNewKnob(stage.Train):
+        label_smoothing: float = setting(0.0)  # a setting added later, its default = the old behaviour
+
+    monkeypatch.setattr(type(stage), "Train", WithNewKnob)
+    cells = expand(load_suite("scifact"))
+    assert all("label_smoothing" in c.train for c in cells if c.train is not None)
+    assert [c.id for c in cells] == before
+    changed = cells[3].replace(train={**cells[3].train, "label_smoothing": 0.1})
+    assert changed.id != cells[3].id  # a value other than the id_default is part of the identity
+
+
+def test_suite_name_is_not_identity_and_core_fields_are():
+    cell = expand(load_suite("smoke"))[3]
+    assert cell.replace(suite="other").id == cell.id
+    for change in ({"seed": 99}, {"model": "mpnet-base"}, {"budget": "6.7"}, {"mixed_precision": "bf16"}):
+        assert cell.replace(**change).id != cell.id, change
+
+
+def test_json_round_trip():
+    for cell in expand(load_suite("smoke-dense"))[:3]:
+        data = json.loads(json.dumps(cell.to_json()))
+        assert data["id_version"] == 2 and data["cell_id"] == cell.id
+        assert Cell.from_json(data) == cell
+
+
+@pytest.mark.parametrize("suite", ["smoke", "smoke-qlm", "scifact-dense"])
+def test_overrides_are_part_of_the_grid_not_of_the_suite(suite):
+    parsed = load_suite(suite)
+    plain = expand(parsed)
+    overridden = expand(parsed, Overrides(train={"epochs": 2}))
+    trained = [(a, b) for a, b in zip(plain, overridden) if a.train is not None]
+    assert trained and all(b.train["epochs"] == 2 and a.id != b.id for a, b in trained if a.train["epochs"] != 2)

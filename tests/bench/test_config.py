@@ -1,0 +1,122 @@
+"""Suites: typed validation, deep extends, the grid's cells, one resolver for every command."""
+
+import argparse
+
+import pytest
+
+from bench.cells import expand
+from bench.config import list_suites, load_suite, resolve
+from bench.errors import BenchError
+from helpers.models import encoder_methods
+
+
+def grid(**flags):
+    args = argparse.Namespace(**{"suite": None, **flags})
+    suite, over = resolve(args)
+    return expand(suite, over)
+
+
+def test_shipped_suites_load_and_expand():
+    assert {
+        "smoke",
+        "scifact",
+        "nfcorpus",
+        "paper-rerank",
+        "smoke-dense",
+        "scifact-dense",
+        "nfcorpus-dense",
+        "paper-dense",
+        "smoke-qlm",
+        "scifact-qlm",
+        "trec-dl-qlm",
+    } <= set(list_suites())
+    for name in list_suites():
+        assert expand(load_suite(name))
+
+
+def test_smoke_runs_every_method_once_plus_bm25():
+    cells = expand(load_suite("smoke"))
+    assert sorted(c.method for c in cells) == sorted(encoder_methods() + ["bm25"])
+    fixed = {c.method: c.budget for c in cells if c.method in ("full", "bitfit", "bm25")}
+    assert fixed == {"full": "native", "bitfit": "native", "bm25": "native"}
+
+
+def test_grid_is_methods_by_budgets_by_seeds_with_stable_distinct_ids():
+    flags = dict(suite="scifact", methods="lora,iaa-l,full", budgets="0.5,6.7", seeds="1,2,3")
+    cells = grid(**flags)
+    assert len(cells) == 1 + 2 * 2 * 3 + 3  # bm25 + (lora, iaa-l) x budgets x seeds + full x seeds
+    ids = [c.id for c in cells]
+    assert len(set(ids)) == len(ids)
+    assert ids == [c.id for c in grid(**flags)]
+
+
+def test_dataset_override_forms():
+    cells = grid(suite="smoke", methods="bm25", datasets="nfcorpus,scifact/train+trec-dl-2019/test+trec-dl-2020/test")
+    assert [c.datasets for c in cells] == [
+        {"train": "nfcorpus/train", "eval": ["nfcorpus/test"]},
+        {"train": "scifact/train", "eval": ["trec-dl-2019/test", "trec-dl-2020/test"]},
+    ]
+
+
+def test_malformed_suite_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(BenchError, match="malformed YAML"):
+        load_suite(str(path))
+    path.write_text("name: x\n")
+    with pytest.raises(BenchError, match="datasets: Field required"):
+        load_suite(str(path))
+
+
+def test_stage_is_a_grid_dimension_with_its_own_settings():
+    cells = grid(suite="scifact", budgets="0.5", seeds="13", stage="rerank,dense")
+    rerank = [c for c in cells if c.stage == "rerank"]
+    dense = [c for c in cells if c.stage == "dense"]
+    assert sorted(c.method for c in rerank) == sorted(encoder_methods() + ["bm25"])
+    assert sorted(c.method for c in dense) == sorted(encoder_methods() + ["bm25", "none"])
+    lora = next(c for c in dense if c.method == "lora")
+    assert lora.eval["depth"] == 1000 and lora.train["max_length"] == 256  # the dense: section
+    assert lora.extra == {"encoder": {"pooling": "mean", "similarity": "cos", "separate_towers": False}}
+    assert next(c for c in rerank if c.method == "lora").eval["depth"] == 100
+    assert rerank[1].extra == {}
+    assert len({c.id for c in cells}) == len(cells)
+
+
+def test_variant_suite_extends_its_base_deeply(tmp_path):
+    base, variant = load_suite("scifact"), load_suite("scifact-dense")
+    assert variant.name == "scifact-dense" and variant.top.stage == ["dense"]
+    assert variant.top.datasets == base.top.datasets and variant.top.seeds == base.top.seeds
+    (tmp_path / "v.yaml").write_text("extends: scifact\nname: v\ntrain: {epochs: 1}\ndense: {train: {epochs: 3}}\n")
+    suite = load_suite(str(tmp_path / "v.yaml"))
+    assert suite.top.train["epochs"] == 1 and suite.top.train["batch_queries"] == 4  # nested keys merged
+    assert suite.sections["dense"]["train"]["epochs"] == 3 and suite.sections["dense"]["train"]["batch_queries"] == 16
+
+
+def test_untrained_system_needs_its_stage_and_unknown_stage_is_refused():
+    with pytest.raises(BenchError, match="add --stage dense"):
+        grid(suite="smoke", methods="none")
+    with pytest.raises(BenchError, match="add --stage qlm"):
+        grid(suite="smoke", methods="soft-prompt")
+    with pytest.raises(BenchError, match="unknown stage 'sparse'"):
+        grid(suite="smoke", stage="sparse")
+    two_towers = grid(suite="smoke-dense", separate_towers=True)
+    assert all(c.extra["encoder"]["separate_towers"] for c in two_towers if c.method != "bm25")
+
+
+def test_command_line_flags_win_over_stage_sections():
+    cells = grid(
+        suite="scifact",
+        stage="dense",
+        methods="lora",
+        budgets="0.5",
+        seeds="1",
+        epochs=1,
+        max_queries=7,
+        batch_size=3,
+        depth=50,
+        metrics="ndcg@10,recall@50",
+    )
+    lora = next(c for c in cells if c.method == "lora")
+    assert lora.train["epochs"] == 1  # the dense section says 2
+    assert (lora.eval["max_queries"], lora.eval["batch_size"], lora.eval["depth"]) == (7, 3, 50)
+    assert lora.eval["metrics"] == ["ndcg@10", "recall@50"]
