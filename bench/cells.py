@@ -38,6 +38,7 @@ class Cell:
     mixed_precision: str | None = None  # as the suite says ("auto" is resolved where the cell runs)
     extra: dict = field(default_factory=dict)  # the stage's own section (encoder, prompt)
     compile: bool = False
+    revision: int = 1  # the method's revision (methods.Method.revision) when the cell was expanded
 
     def identity(self) -> dict:
         stage = get_stage(self.stage)
@@ -60,6 +61,8 @@ class Cell:
                 ident[stage.section_key] = section
         if self.compile:
             ident["compile"] = True
+        if self.revision != 1:
+            ident["revision"] = self.revision
         return {k: v for k, v in ident.items() if v != {} or k in ("eval", "first_stage")}
 
     @property
@@ -124,11 +127,14 @@ def _settings(model, values: dict, where: str, what: str):
     from pydantic import ValidationError
 
     from .config import _describe
+    from .errors import BenchError
 
     try:
         return model(**values)
     except ValidationError as exc:
         raise _describe(exc, where, prefix=what) from None
+    except BenchError as exc:  # a check of the settings' own (a qlm template)
+        raise BenchError(f"suite {where}: {what}: {exc}") from None
 
 
 def stage_settings(suite, stage, over) -> tuple:
@@ -203,7 +209,15 @@ def expand(suite, over=None) -> list[Cell]:
                     for seed in top.seeds:
                         settings = {**train.model_dump(), "lr": train.lr_for(name)}
                         cells.append(
-                            Cell(**base, method=name, budget=str(budget), seed=int(seed), train=settings, **runs)
+                            Cell(
+                                **base,
+                                method=name,
+                                budget=str(budget),
+                                seed=int(seed),
+                                train=settings,
+                                revision=methods.get_method(name).revision,
+                                **runs,
+                            )
                         )
     return cells
 

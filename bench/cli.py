@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .errors import BenchError
@@ -22,11 +23,14 @@ def _methods_command(args) -> int:
         if family not in method.families:
             continue
         p = methods.plan(config, name, args.budget)
-        note = (
-            f"plus {config.hidden_size} per embedding row it trains (counted at run time)"
-            if method.takes_token_ids
-            else ""
-        )
+        if method.fixed:  # bench run trains it once, at its one size, whatever the grid's budgets
+            runnable, note = True, f"one size: {p.pct:.3f}% whatever the budget"
+        else:
+            runnable, note = p.applicable, p.reason
+        if method.takes_token_ids:
+            note = "; ".join(
+                filter(None, [note, f"plus {config.hidden_size} per embedding row it trains (counted at run time)"])
+            )
         rows.append(
             {
                 "method": name,
@@ -35,7 +39,8 @@ def _methods_command(args) -> int:
                 "backbone": p.backbone,
                 "pct": round(p.pct, 4),
                 "applicable": p.applicable,
-                "reason": p.reason or note,
+                "runnable": runnable,
+                "reason": note,
             }
         )
     if args.format == "json":
@@ -45,21 +50,17 @@ def _methods_command(args) -> int:
 
     budget = "paper's 0.5% knobs" if args.budget is None else f"{args.budget}%"
     print(f"model {args.model} ({rows[0]['backbone']:,} backbone parameters), budget {budget}")
-    print(
-        render(
-            ["method", "knobs", "trainable", "% backbone", "applicable"],
-            [
-                [
-                    r["method"],
-                    " ".join(f"{k}={v}" for k, v in r["knobs"].items()) or "-",
-                    f"{r['trainable']:,}",
-                    f"{r['pct']:.3f}",
-                    ("yes" + (f" ({r['reason']})" if r["reason"] else "")) if r["applicable"] else "no: " + r["reason"],
-                ]
-                for r in rows
-            ],
-        )
-    )
+    table = [
+        [
+            r["method"],
+            " ".join(f"{k}={v}" for k, v in r["knobs"].items()) or "-",
+            f"{r['trainable']:,}",
+            f"{r['pct']:.3f}",
+            ("yes" + (f" ({r['reason']})" if r["reason"] else "")) if r["runnable"] else "no: " + r["reason"],
+        ]
+        for r in rows
+    ]
+    print(render(["method", "knobs", "trainable", "% backbone", "bench run trains it"], table))
     return 0
 
 
@@ -139,13 +140,15 @@ def _grid_arguments(r, store_flag: str = "--out") -> None:
         help="mixed precision (auto: bf16 where the device computes it natively)",
     )
     r.add_argument("--compile", action="store_true", help="torch.compile every model (pays off on long GPU runs)")
-    r.add_argument("--epochs", type=int, default=None, help="override the training epochs")
-    r.add_argument("--max-steps", type=int, default=None, help="override the training steps")
+    r.add_argument("--epochs", type=positive_int, default=None, help="override the training epochs")
+    r.add_argument("--max-steps", type=positive_int, default=None, help="override the training steps")
     r.add_argument(
-        "--max-queries", type=int, default=None, help="evaluate on a fixed, seeded subset of this many queries"
+        "--max-queries", type=positive_int, default=None, help="evaluate on a fixed, seeded subset of this many queries"
     )
-    r.add_argument("--batch-size", type=int, default=None, help="scoring / encoding batch size")
-    r.add_argument("--depth", type=int, default=None, help="candidates reranked (rerank, qlm) or retrieved (dense)")
+    r.add_argument("--batch-size", type=positive_int, default=None, help="scoring / encoding batch size")
+    r.add_argument(
+        "--depth", type=positive_int, default=None, help="candidates reranked (rerank, qlm) or retrieved (dense)"
+    )
     r.add_argument("--metrics", default=None, help="comma-separated ranx metrics (default: the stage's)")
     if store_flag == "--out":
         r.add_argument("--out", default="runs", help="run store directory")
@@ -157,12 +160,39 @@ def _perf_command(args) -> int:
     return run_perf(args)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with errors as the rest of bench: one line, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"bench: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be 1 or more")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
+    return value
+
+
 def _parser(sub, name: str, **kwargs):
     return sub.add_parser(name, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="bench",
         description="PEFT for IR: benchmark and leaderboard",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -181,30 +211,30 @@ def build_parser() -> argparse.ArgumentParser:
     r = _parser(sub, "run", help="run a suite's grid of cells (resumable) and print its leaderboard")
     _grid_arguments(r)
     r.add_argument("--retry-failed", action="store_true", help="run failed and diverged cells again")
-    r.add_argument("--launcher", default="local", choices=["local", "ray", "slurm"])
+    r.add_argument("--launcher", default="local", choices=["local", "ray", "slurm"], help="how cells reach workers")
     r.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=1,
         help="local launcher: parallel worker processes (one GPU each, or a share of the CPU cores)",
     )
     r.add_argument(
         "--processes-per-cell",
-        type=int,
+        type=positive_int,
         default=None,
         help="local launcher: data-parallel processes inside each cell (torchrun + accelerate DDP)",
     )
     r.add_argument("--ray-address", default=None, help="ray launcher: the cluster to join (default: start one)")
-    r.add_argument("--gpus-per-cell", type=float, default=None, help="ray/slurm: GPUs per cell")
-    r.add_argument("--cpus-per-cell", type=float, default=None, help="ray/slurm: CPUs per cell")
+    r.add_argument("--gpus-per-cell", type=positive_float, default=None, help="ray/slurm: GPUs per cell")
+    r.add_argument("--cpus-per-cell", type=positive_float, default=None, help="ray/slurm: CPUs per cell")
     r.add_argument(
         "--slurm-cluster",
         default=None,
         choices=["slurm", "local", "debug"],
         help="submitit executor (default: slurm where sbatch exists, else local)",
     )
-    r.add_argument("--slurm-partition", default=None)
-    r.add_argument("--slurm-time-min", type=int, default=None)
+    r.add_argument("--slurm-partition", default=None, help="slurm launcher: the partition")
+    r.add_argument("--slurm-time-min", type=positive_int, default=None, help="slurm launcher: minutes per cell")
     r.set_defaults(func=_run_command)
 
     rp = _parser(sub, "report", help="leaderboards (CSV, Markdown, LaTeX) and a static HTML site from a run store")
@@ -231,19 +261,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(message: str) -> int:
+    """The one error line, on a line of its own (progress bars closed first)."""
+    from tqdm.auto import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", [])):
+        bar.close()
+    print(f"bench: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except BenchError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
+    except BrokenPipeError:  # `bench ... | head`: the reader left; leave quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as exc:  # methods' user errors come as MethodError
         from methods import MethodError
 
         if isinstance(exc, MethodError):
-            print(f"bench: error: {exc}", file=sys.stderr)
-            return 2
+            return _fail(str(exc))
         raise
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import BenchError
+from .errors import BenchError, warn
 
 
 @dataclass
@@ -45,9 +46,32 @@ def limit_queries(coll: Collection, max_queries: int | None, seed: int = 0) -> C
     return replace(coll, queries={q: coll.queries[q] for q in chosen}, qrels={q: coll.qrels[q] for q in chosen})
 
 
+DATA_ENV = "BENCH_DATA_PATH"
+
+
+def default_data_paths() -> list[Path]:
+    """Where local collections are looked for without BENCH_DATA_PATH: the ``shared/data`` folder beside
+    this checkout (or beside the working directory), then ``~/.cache/bench/data``."""
+    places = [
+        Path(__file__).resolve().parents[2] / "shared" / "data",
+        Path.cwd().resolve().parent / "shared" / "data",
+        Path.home() / ".cache" / "bench" / "data",
+    ]
+    return list(dict.fromkeys(places))
+
+
 def data_paths() -> list[Path]:
-    raw = os.environ.get("BENCH_DATA_PATH", "")
-    return [Path(p) for p in raw.split(os.pathsep) if p]
+    raw = os.environ.get(DATA_ENV, "")
+    if raw:
+        return [Path(p) for p in raw.split(os.pathsep) if p]
+    return [p for p in default_data_paths() if p.is_dir()]
+
+
+def where_looked() -> str:
+    raw = os.environ.get(DATA_ENV, "")
+    places = [Path(p) for p in raw.split(os.pathsep) if p] if raw else default_data_paths()
+    how = f"{DATA_ENV}={raw}" if raw else f"{DATA_ENV} unset"
+    return f"looked in {', '.join(map(str, places))} ({how}; set {DATA_ENV} to the folder holding the collections)"
 
 
 def is_beir_folder(path: Path) -> bool:
@@ -91,16 +115,35 @@ def _fingerprint(paths: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-def _jsonl(path: Path):
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+def _lines(path: Path):
+    """(line number, text) of a UTF-8 text file; a byte sequence that is not UTF-8 is one error naming the
+    file and its byte offset."""
+    offset = 0
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise BenchError(f"{path}: cannot read it ({exc.strerror})") from None
+    with handle:
+        for number, raw in enumerate(handle, 1):
             try:
-                row = json.loads(line)
-                yield number, row
-            except json.JSONDecodeError as exc:
-                raise BenchError(f"{path}:{number}: malformed JSON ({exc.msg}); fix or remove that line") from None
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise BenchError(
+                    f"{path}: not UTF-8 at byte {offset + exc.start} (line {number}); re-encode the file as UTF-8"
+                ) from None
+            offset += len(raw)
+            yield number, text.lstrip("\ufeff") if number == 1 else text
+
+
+def _jsonl(path: Path):
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BenchError(f"{path}:{number}: malformed JSON ({exc.msg}); fix or remove that line") from None
+        yield number, row
 
 
 def _require(path: Path, number: int, row: dict, keys: tuple) -> None:
@@ -109,42 +152,83 @@ def _require(path: Path, number: int, row: dict, keys: tuple) -> None:
         raise BenchError(f"{path}:{number}: missing field {missing[0]!r} (BEIR lines need {', '.join(keys)})")
 
 
-def read_corpus(path: Path) -> dict[str, str]:
-    corpus = {}
+def _unique_rows(path: Path, kind: str):
+    """(line number, id, row) of a BEIR jsonl file; an id seen twice is an error naming both lines."""
+    seen: dict[str, int] = {}
     for number, row in _jsonl(path):
         _require(path, number, row, ("_id", "text"))
+        key = str(row["_id"])
+        if key in seen:
+            raise BenchError(
+                f"{path}: {kind} id {key!r} appears twice (lines {seen[key]} and {number}); ids must be unique"
+            )
+        seen[key] = number
+        yield number, key, row
+
+
+def read_corpus(path: Path) -> dict[str, str]:
+    corpus = {}
+    for _, key, row in _unique_rows(path, "document"):
         title = (row.get("title") or "").strip()
-        corpus[str(row["_id"])] = f"{title} {row['text']}".strip() if title else str(row["text"])
+        corpus[key] = f"{title} {row['text']}".strip() if title else str(row["text"])
     if not corpus:
         raise BenchError(f"{path}: the corpus is empty")
     return corpus
 
 
 def read_queries(path: Path) -> dict[str, str]:
-    queries = {}
-    for number, row in _jsonl(path):
-        _require(path, number, row, ("_id", "text"))
-        queries[str(row["_id"])] = str(row["text"])
-    return queries
+    return {key: str(row["text"]) for _, key, row in _unique_rows(path, "query")}
+
+
+def _grade(text: str) -> int:
+    """A relevance grade: an integer (``1``, ``2``; ``1.0`` reads as 1); anything else raises ValueError."""
+    try:
+        return int(text)
+    except ValueError:
+        value = float(text)
+        if not math.isfinite(value) or not value.is_integer():
+            raise ValueError(text) from None
+        return int(value)
 
 
 def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            parts = line.strip().split("\t") if "\t" in line else line.split()
-            if not parts or (number == 1 and parts[0] in ("query-id", "query_id", "qid")):
-                continue
-            if len(parts) == 4:  # TREC format: qid 0 docid grade
-                parts = [parts[0], parts[2], parts[3]]
-            if len(parts) != 3:
-                raise BenchError(f"{path}:{number}: expected 'query-id corpus-id score', got {line.strip()!r}")
-            try:
-                grade = int(float(parts[2]))
-            except ValueError:
-                raise BenchError(f"{path}:{number}: score {parts[2]!r} is not a number") from None
-            qrels.setdefault(parts[0], {})[parts[1]] = grade
+    for number, line in _lines(path):
+        parts = line.strip().split("\t") if "\t" in line else line.split()
+        if not parts or (number == 1 and parts[0] in ("query-id", "query_id", "qid")):
+            continue
+        if len(parts) == 4:  # TREC format: qid 0 docid grade
+            parts = [parts[0], parts[2], parts[3]]
+        if len(parts) != 3:
+            raise BenchError(f"{path}:{number}: expected 'query-id corpus-id score', got {line.strip()!r}")
+        try:
+            grade = _grade(parts[2])
+        except ValueError:
+            raise BenchError(
+                f"{path}:{number}: relevance grade {parts[2]!r} is not an integer (qrels grade documents 0, 1, 2, ...)"
+            ) from None
+        qrels.setdefault(parts[0], {})[parts[1]] = grade
     return qrels
+
+
+def check_judgments(qrels: dict, queries: dict, corpus: dict, where: str) -> dict:
+    """The qrels of the queries the collection holds. Judged queries absent from the queries file are left
+    out, judged documents absent from the corpus kept (trec_eval's ideal ranking counts them): each counted
+    in one warning."""
+    missing_queries = sorted(set(qrels) - set(queries))
+    missing_docs = {(q, d) for q, docs in qrels.items() if q in queries for d in docs if d not in corpus}
+    if missing_queries:
+        warn(
+            f"{where}: {len(missing_queries)} judged queries are not in the queries file "
+            f"(e.g. {missing_queries[0]!r}): left out"
+        )
+    if missing_docs:
+        example = sorted(missing_docs)[0]
+        warn(
+            f"{where}: {len(missing_docs)} judgments name documents not in the corpus (e.g. {example[1]!r} for "
+            f"query {example[0]!r}): kept, as trec_eval keeps them (they count in the ideal ranking)"
+        )
+    return {q: docs for q, docs in qrels.items() if q in queries}
 
 
 OFFICIAL = "official"  # split name: the folder's official/qrels.*.txt (e.g. the full NIST qrels of TREC DL)
@@ -168,15 +252,12 @@ def load_beir_folder(folder: Path, split: str, ref: str | None = None) -> Collec
     queries_path, corpus_path = folder / "queries.jsonl", folder / "corpus.jsonl"
     if not queries_path.is_file():
         raise BenchError(f"{queries_path} not found: a BEIR folder needs corpus.jsonl, queries.jsonl, qrels/")
-    qrels = read_qrels(qrels_path)
     all_queries = read_queries(queries_path)
     corpus = read_corpus(corpus_path)
-    missing = sorted(set(qrels) - set(all_queries))
-    if missing:
-        raise BenchError(f"{qrels_path}: query {missing[0]!r} is judged but not in {queries_path}")
+    qrels = check_judgments(read_qrels(qrels_path), all_queries, corpus, str(qrels_path))
     queries = {q: all_queries[q] for q in qrels}
     if not queries:
-        raise BenchError(f"{qrels_path}: no judged queries (empty query set)")
+        raise BenchError(f"{qrels_path}: no judged query of {queries_path} (empty query set)")
     name = ref or f"{folder}/{split}"
     level = 2 if "trec-dl" in folder.name else 1
     return Collection(
@@ -196,9 +277,10 @@ def load_ir_datasets(ref: str) -> Collection:
     try:
         dataset = ir_datasets.load(ref)
     except KeyError:
-        local = ", ".join(f"{n}/<split>" for n in list_local_datasets()) or "none (set BENCH_DATA_PATH)"
+        local = ", ".join(f"{n}/<split>" for n in list_local_datasets())
+        found = f"local collections: {local}" if local else f"no local collection found: {where_looked()}"
         raise BenchError(
-            f"unknown dataset {ref!r}: not a local BEIR folder (local: {local}) and not an ir_datasets id"
+            f"unknown dataset {ref!r}: not a local BEIR folder ({found}) and not an ir_datasets id"
         ) from None
     try:
         queries = {q.query_id: q.text for q in dataset.queries_iter()}
@@ -218,7 +300,8 @@ def load_ir_datasets(ref: str) -> Collection:
             f"files under {home} (ir_datasets' layout), or give a local BEIR folder "
             "(e.g. scifact/test with BENCH_DATA_PATH)"
         ) from None
-    queries = {q: queries[q] for q in qrels if q in queries}
+    qrels = check_judgments(qrels, queries, corpus, ref)
+    queries = {q: queries[q] for q in qrels}
     if not queries:
         raise BenchError(f"dataset {ref!r} has no judged queries")
     level = 2 if "trec-dl" in ref else 1

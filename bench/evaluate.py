@@ -1,5 +1,9 @@
 """Metrics through ranx. TREC DL convention: binary measures (MRR, recall) count grade >= 2 as
-relevant, nDCG uses the grades as they are."""
+relevant, nDCG uses the grades as they are.
+
+Ties: every ranking behind a metric and every saved TREC run is one list, ``ranked(run)``: score
+descending, then document id descending (trec_eval's order). Scores are saved unrounded, so trec_eval on
+a saved run ranks exactly as the metrics in result.json did."""
 
 from __future__ import annotations
 
@@ -13,11 +17,20 @@ def _ranx_name(metric: str, relevance_level: int) -> str:
     return metric
 
 
+def ranked(docs: dict[str, float]) -> list[tuple[str, float]]:
+    """One query's documents in the one order the harness uses: score descending, ties by document id
+    descending (as trec_eval breaks them)."""
+    order = sorted(docs.items(), key=lambda kv: kv[0], reverse=True)
+    order.sort(key=lambda kv: kv[1], reverse=True)  # stable: ties keep the id order
+    return order
+
+
 def evaluate_run(qrels: dict, run: dict, metrics=RERANK_METRICS, relevance_level: int = 1):
-    """(mean metrics, per-query metrics). Queries without any retrieved document score 0."""
+    """(mean metrics, per-query metrics). Queries without any retrieved document score 0. ranx sees each
+    ranking through ``ranked`` (as strictly decreasing ranks), so its metrics follow the one tie-break."""
     from ranx import Qrels, Run, evaluate
 
-    run = {q: dict(run.get(q, {})) for q in qrels}
+    run = {q: {d: float(-rank) for rank, (d, _) in enumerate(ranked(run.get(q, {})))} for q in qrels}
     for docs in run.values():
         if not docs:  # ranx cannot take empty rankings: a sentinel that is never relevant
             docs["__none__"] = 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -44,7 +45,7 @@ def candidates(
     elif backend == "irds":
         run = irds_scoreddocs(collection, depth)
     else:
-        run = read_trec_run(Path(backend), depth)
+        run = check_run(read_trec_run(Path(backend), depth), collection, backend)
     run = {q: run.get(q, {}) for q in collection.queries}
     atomic_write_text(path, json.dumps(run))
     return run
@@ -76,17 +77,21 @@ def bm25s_search(collection: Collection, depth: int, k1: float, b: float) -> dic
 
     stemmer = Stemmer.Stemmer("english")
     doc_ids = list(collection.corpus)
+    progress = len(doc_ids) >= 20_000  # indexing and search take seconds below that
     corpus_tokens = bm25s.tokenize(
-        [collection.corpus[d] for d in doc_ids], stopwords="en", stemmer=stemmer, show_progress=False
+        [collection.corpus[d] for d in doc_ids], stopwords="en", stemmer=stemmer, show_progress=progress
     )
     retriever = bm25s.BM25(method="lucene", k1=k1, b=b)
-    retriever.index(corpus_tokens, show_progress=False)
+    retriever.index(corpus_tokens, show_progress=progress)
     query_ids = list(collection.queries)
     query_tokens = bm25s.tokenize(
-        [collection.queries[q] for q in query_ids], stopwords="en", stemmer=stemmer, show_progress=False
+        [collection.queries[q] for q in query_ids], stopwords="en", stemmer=stemmer, show_progress=progress
     )
     k = min(depth, len(doc_ids))
-    results, scores = retriever.retrieve(query_tokens, k=k, show_progress=False, n_threads=1)
+    # numpy's top-k: bm25s would otherwise pick jax's where jax is installed
+    results, scores = retriever.retrieve(
+        query_tokens, k=k, show_progress=progress, n_threads=1, backend_selection="numpy"
+    )
     run = {}
     for qi, q in enumerate(query_ids):
         run[q] = _top({doc_ids[int(d)]: float(s) for d, s in zip(results[qi], scores[qi]) if s > 0}, depth)
@@ -156,20 +161,55 @@ def _build_lucene_index(collection: Collection, index: Path) -> None:
         shutil.rmtree(docs, ignore_errors=True)
 
 
+def check_run(run: dict, collection: Collection, where: str) -> dict:
+    """A given run, less its queries and documents the collection lacks (each counted in one warning); an
+    error when nothing is left to rerank."""
+    from .errors import warn
+
+    unknown_queries = sorted(set(run) - set(collection.queries))
+    unknown_docs = sum(1 for docs in run.values() for d in docs if d not in collection.corpus)
+    if unknown_queries:
+        warn(
+            f"{where}: {len(unknown_queries)} queries of the run are not judged in {collection.ref} "
+            f"(e.g. {unknown_queries[0]!r}): left out"
+        )
+    if unknown_docs:
+        warn(f"{where}: {unknown_docs} ranked documents are not in the corpus of {collection.ref}: left out")
+    kept = {
+        q: {d: s for d, s in docs.items() if d in collection.corpus}
+        for q, docs in run.items()
+        if q in collection.queries
+    }
+    empty = [q for q in collection.queries if not kept.get(q)]
+    if len(empty) == len(collection.queries):
+        raise BenchError(
+            f"first stage {where}: no query of {collection.ref} has a candidate in its corpus: "
+            "nothing to rerank (another run file, or the matching dataset?)"
+        )
+    if empty:
+        warn(f"{where}: {len(empty)} of {len(collection.queries)} queries of {collection.ref} have no candidate")
+    return kept
+
+
 def read_trec_run(path: Path, depth: int) -> dict:
+    from .data import _lines
+
     run: dict[str, dict[str, float]] = {}
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 6:
-                raise BenchError(f"{path}:{number}: a TREC run line has 6 fields (qid Q0 docid rank score tag)")
-            try:
-                score = float(parts[4])
-            except ValueError:
-                raise BenchError(f"{path}:{number}: score {parts[4]!r} is not a number") from None
-            run.setdefault(parts[0], {})[parts[2]] = score
+    for number, line in _lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 6:
+            raise BenchError(f"{path}:{number}: a TREC run line has 6 fields (qid Q0 docid rank score tag)")
+        try:
+            score = float(parts[4])
+        except ValueError:
+            raise BenchError(f"{path}:{number}: score {parts[4]!r} is not a number") from None
+        if not math.isfinite(score):
+            raise BenchError(f"{path}:{number}: score {parts[4]!r} is not finite")
+        run.setdefault(parts[0], {})[parts[2]] = score
+    if not run:
+        raise BenchError(f"{path}: the run is empty (no 'qid Q0 docid rank score tag' line)")
     return {q: _top(docs, depth) for q, docs in run.items()}
 
 
@@ -188,8 +228,11 @@ def irds_scoreddocs(collection: Collection, depth: int) -> dict:
 
 
 def write_trec_run(run: dict, path: Path, tag: str) -> None:
+    """The run in TREC format, in ``evaluate.ranked`` order, scores unrounded (repr round-trips a float)."""
+    from .evaluate import ranked
+
     lines = []
     for q, docs in run.items():
-        for rank, (d, s) in enumerate(sorted(docs.items(), key=lambda kv: (-kv[1], kv[0])), 1):
-            lines.append(f"{q} Q0 {d} {rank} {s:.6f} {tag}")
+        for rank, (d, s) in enumerate(ranked(docs), 1):
+            lines.append(f"{q} Q0 {d} {rank} {float(s)!r} {tag}")
     atomic_write_text(path, "\n".join(lines) + "\n")

@@ -10,11 +10,11 @@ Schema history:
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from .errors import warn
 from .files import read_json, write_json
 
 SCHEMA = 2
@@ -135,10 +135,6 @@ def upgrade(data: dict) -> dict:
 
 def write(directory: Path, result: CellResult) -> None:
     write_json(Path(directory) / RESULT, result.to_json())
-
-
-def warn(message: str) -> None:
-    print(f"bench: warning: {message}", file=sys.stderr)
 
 
 def load(directory: Path, quiet: bool = False) -> CellResult | None:

@@ -3,6 +3,7 @@ through a launcher, summarise, print the leaderboard. The run store decides what
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -24,9 +25,26 @@ def resolve_grid(args, runs: Path | None = None) -> tuple[config.Suite, list[Cel
     return suite, cells, RunStore(Path(runs if runs is not None else args.out), suite.name)
 
 
+def writable_folder(path: Path, flag: str) -> Path:
+    """``path`` as an output folder, created if needed; one clear error before any work when it cannot be."""
+    from .errors import BenchError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BenchError(f"{flag} {path}: is a file, not a folder; give a folder for the output")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchError(f"{flag} {path}: cannot create it ({exc.strerror}); give a folder you can write to") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise BenchError(f"{flag} {path}: not writable; give a folder you can write to")
+    return path
+
+
 def run_from_cli(args) -> int:
     suite, cells, store = resolve_grid(args)
     check_inputs(cells)
+    writable_folder(Path(args.out), "--out")
     todo = cells_to_run(cells, store, retry_failed=getattr(args, "retry_failed", False))
     bar = tqdm(total=len(todo), desc="cells", unit="cell")
     try:
@@ -48,7 +66,7 @@ def run_from_cli(args) -> int:
 
     loaded = [c for c in (store.loaded(cell) for cell in cells) if c is not None]
     print(f"\nsuite {suite.name}: {len(cells)} cells, run store {store.root}")
-    print(leaderboard(build_rows(loaded, compare=False)))
+    print(leaderboard(build_rows(loaded, compare=False, expected=_expected(cells))))
     counts, problems = summarise(cells, store)
     print(_counts_line(counts))
     for cell, status, error in problems:
@@ -181,10 +199,22 @@ def report_from_cli(args) -> int:
             f"no run store for suite {name!r} under {store.out}: run `bench run --suite {args.suite or name}`"
             " first or pass --runs"
         )
+    writable_folder(Path(args.out), "--out")
     if restricted:
         loaded = [c for c in (store.loaded(cell) for cell in cells) if c is not None]
     else:
         loaded = scan(store.root)
-    index = build(loaded, name, Path(args.out), source=str(store.root))
+    expected = _expected(cells) if cells is not None else None
+    index = build(loaded, name, Path(args.out), source=str(store.root), expected=expected)
     print(f"report: {index} (and leaderboard.csv / .md / .tex beside it)")
     return 0
+
+
+def _expected(cells: list[Cell]) -> dict[tuple, int]:
+    """(stage, dataset, method, budget) -> the seeds the grid asks for (k/n finished in the leaderboards)."""
+    expected: dict[tuple, int] = {}
+    for cell in cells:
+        for ref in cell.datasets["eval"]:
+            key = (cell.stage, ref, cell.method, cell.budget)
+            expected[key] = expected.get(key, 0) + 1
+    return expected

@@ -64,6 +64,10 @@ class EpochGroups:
             for position in range(step * batch_queries, (step + 1) * batch_queries)
         ]
 
+    def gathered(self, step: int, batch_queries: int) -> list[tuple[str, str, list[str]]]:
+        """The step's whole batch in the order a gather over ranks puts it (one process: the batch)."""
+        return self.batch(step, batch_queries)
+
 
 class RankShard:
     """This process's share of every step under data parallelism: rank r takes groups r, r+world, ...
@@ -77,3 +81,8 @@ class RankShard:
 
     def batch(self, step: int, batch_queries: int) -> list[tuple[str, str, list[str]]]:
         return self.groups.batch(step, batch_queries)[self.rank :: self.world]
+
+    def gathered(self, step: int, batch_queries: int) -> list[tuple[str, str, list[str]]]:
+        """The step's whole batch in gather order: rank 0's share, then rank 1's, ..."""
+        whole = self.groups.batch(step, batch_queries)
+        return [group for rank in range(self.world) for group in whole[rank :: self.world]]

@@ -4,9 +4,10 @@ A stage subclasses ``TrainSettings`` / ``EvalSettings`` to add its own keys and 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
 
 SAME = object()  # id_default: the field's own default
 
@@ -73,11 +74,29 @@ class TrainSettings(Settings):
         return float(self.lr)
 
 
+RANX_METRIC = re.compile(
+    r"^(ndcg|ndcg_burges|dcg|dcg_burges|mrr|recall|precision|map|hits|hit_rate|f1|r-precision"
+    r"|bpref)(@[1-9][0-9]*)?$"
+)
+
+
+def _metric_names(value):
+    if value is None:
+        return value
+    for name in value:
+        if not isinstance(name, str) or not RANX_METRIC.match(name):
+            raise ValueError(f"{name!r} is not a ranx metric (e.g. ndcg@10, mrr@10, recall@100, map@100)")
+    if len(set(value)) != len(value):
+        raise ValueError("a metric is listed twice")
+    return value
+
+
 class EvalSettings(Settings):
     depth: PositiveInt = setting(100)
     max_queries: PositiveInt | None = setting(None)
     batch_size: PositiveInt = setting(64)
-    metrics: list[str] | None = setting(None)  # None: the stage's own metrics
+    # None: the stage's own metrics
+    metrics: Annotated[list[str] | None, AfterValidator(_metric_names)] = setting(None)
 
 
 class FirstStageSettings(Settings):

@@ -18,7 +18,8 @@ def apply(model: nn.Module, name: str, budget_pct=None, token_ids=None, **knobs)
     """
     if budget_pct is not None:
         base = check_family(model, name)
-        knobs = {**solve(base.config, name, budget_pct), **knobs}
+        pooler = not (hasattr(base, "pooler") and base.pooler is None)  # a bi-encoder drops its pooler
+        knobs = {**solve(base.config, name, budget_pct, pooler), **knobs}
     return inject(model, name, knobs, token_ids)
 
 

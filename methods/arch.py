@@ -22,6 +22,7 @@ class ArchMap:
     attn_dropout: str = ""  # dropout right after the attention output projection, before Add & Norm
     ffn_block: str = ""  # module doing ffn down-projection + Add & Norm; its 2nd argument is the ffn input
     ffn_dropout: str = ""  # dropout right after the ffn down projection, before Add & Norm
+    ffn_norm: str = ""  # the feed-forward sub-layer's LayerNorm (its Add & Norm)
     # positional index / keyword of tensors in the self-attention call whose key axis must widen
     # for prefix tuning (additive masks and biases)
     widen_args: tuple = ("attention_mask",)
@@ -43,6 +44,7 @@ _BERT_LIKE = ArchMap(
     attn_dropout="attention.output.dropout",
     ffn_block="output",
     ffn_dropout="output.dropout",
+    ffn_norm="output.LayerNorm",
 )
 
 _MPNET = replace(

@@ -10,7 +10,7 @@ from .count import count
 from .errors import BudgetUnreachable, MethodError
 from .registry import get_method
 
-TOLERANCE_PP = 0.1  # a solution must land within this many percentage points of the target
+TOLERANCE = 0.1  # a solution must land within this share of the target (0.5 accepts 0.45 to 0.55)
 NAMED = ("0.5", "6.7")
 
 
@@ -48,16 +48,21 @@ def parse_budget(budget) -> tuple[str, float | None]:
     return mode, pct
 
 
-def plan(config, name: str, budget=None) -> Plan:
+def within(got: float, target: float, tolerance: float = TOLERANCE) -> bool:
+    """Whether ``got`` percent matches a budget of ``target`` percent (relative tolerance)."""
+    return abs(got - target) <= tolerance * target + 1e-12
+
+
+def plan(config, name: str, budget=None, pooler: bool = True) -> Plan:
     """Knobs and exact counts for ``name`` at ``budget`` (None: the paper's 0.5% setting; a fixed-size
-    method's only setting)."""
+    method's only setting). ``pooler=False``: the backbone without its pooling layer."""
     method = get_method(name)
     mode, pct = parse_budget(budget)
     label = "native" if mode == "native" else str(budget)
     if method.fixed:
-        trainable, backbone = count(config, name, {})
+        trainable, backbone = count(config, name, {}, pooler)
         got = 100.0 * trainable / backbone
-        ok = pct is None or abs(got - pct) <= TOLERANCE_PP
+        ok = pct is None or within(got, pct)
         reason = "" if ok else f"{name} trains {got:.3f}% and has no knob to reach {pct:g}%"
         return Plan(name, label, {}, trainable, backbone, got, ok, reason)
     if mode == "native":
@@ -66,7 +71,7 @@ def plan(config, name: str, budget=None) -> Plan:
         key = f"{pct:g}"
         if key in method.paper:
             knobs = method.resolve_knobs(dict(method.paper[key]))
-            trainable, backbone = count(config, name, knobs)
+            trainable, backbone = count(config, name, knobs, pooler)
             return Plan(
                 name,
                 label,
@@ -77,13 +82,13 @@ def plan(config, name: str, budget=None) -> Plan:
                 True,
                 "" if label != "native" else "paper's 0.5% knobs",
             )
-    return _solve_primary(config, method, pct, label)
+    return _solve_primary(config, method, pct, label, pooler)
 
 
-def _solve_primary(config, method, pct: float, label: str) -> Plan:
+def _solve_primary(config, method, pct: float, label: str, pooler: bool) -> Plan:
     def evaluate(k: int):
         knobs = method.resolve_knobs(method.derive(k, pct))
-        trainable, backbone = count(config, method.name, knobs)
+        trainable, backbone = count(config, method.name, knobs, pooler)
         return knobs, trainable, backbone
 
     _, t1, backbone = evaluate(1)
@@ -106,18 +111,21 @@ def _solve_primary(config, method, pct: float, label: str) -> Plan:
         best = (abs(100.0 * trainable / backbone - pct), knobs, trainable)
     gap, knobs, trainable = best
     got = 100.0 * trainable / backbone
-    ok = gap <= TOLERANCE_PP
+    ok = within(got, pct)
     reason = (
         ""
         if ok
-        else f"closest {method.name} setting {knobs} trains {got:.3f}%, not within {TOLERANCE_PP} pp of {pct:g}%"
+        else (
+            f"closest {method.name} setting {knobs} trains {got:.3f}%, not within "
+            f"{100 * TOLERANCE:g}% of {pct:g}% ({pct * (1 - TOLERANCE):.4g} to {pct * (1 + TOLERANCE):.4g})"
+        )
     )
     return Plan(method.name, label, knobs, trainable, backbone, got, ok, reason)
 
 
-def solve(config, name: str, budget) -> dict:
+def solve(config, name: str, budget, pooler: bool = True) -> dict:
     """Knobs for ``name`` at ``budget``; raises BudgetUnreachable rather than pick another budget."""
-    result = plan(config, name, budget)
+    result = plan(config, name, budget, pooler)
     if not result.applicable:
         raise BudgetUnreachable(f"budget {budget}% is not reachable: {result.reason}")
     return result.knobs

@@ -10,14 +10,15 @@ from .core import inject
 _COUNTS: dict = {}
 
 
-def count(config, name: str, knobs: dict) -> tuple[int, int]:
-    """(trainable, backbone) of ``name`` with ``knobs``, counted on an injected meta-device model."""
-    key = (config.to_json_string(use_diff=False), name, tuple(sorted(knobs.items())))
+def count(config, name: str, knobs: dict, pooler: bool = True) -> tuple[int, int]:
+    """(trainable, backbone) of ``name`` with ``knobs``, counted on an injected meta-device model
+    (``pooler=False``: built without its pooling layer, as a bi-encoder uses it)."""
+    key = (config.to_json_string(use_diff=False), name, tuple(sorted(knobs.items())), pooler)
     if key not in _COUNTS:
         from transformers import AutoModel
 
         with torch.device("meta"):
-            model = AutoModel.from_config(config)
+            model = AutoModel.from_config(config, **({} if pooler else {"add_pooling_layer": False}))
         record = inject(model, name, knobs)
         _COUNTS[key] = (record.trainable, record.backbone)
     return _COUNTS[key]

@@ -2,12 +2,13 @@
 
 A method never edits a transformer's code. It attaches its trainable modules as children of existing
 modules (names start with ``peft_``, so counting and saving find them) and connects them with forward
-hooks. Three kinds of connection cover every method:
+hooks. Four kinds of connection cover every method:
 
 - ``add_to_output``: output of ``target`` += module(x), where x is the input of ``source`` (argument
   ``arg``) or, by default, ``target``'s own output (a serial adapter) ;
-- ``extend_sequence``: output of a key/value projection gets trainable rows prepended (prefix);
-- ``widen_keys``: the additive masks/biases handed to an attention module get matching columns.
+- ``prepend_positions``: an attention module sees trainable key/value rows first (prefix tuning);
+- ``add_then_renormalize``: a block's output goes through its own LayerNorm again with a module's output
+  added (the SeqBn adapter placement).
 """
 
 from __future__ import annotations
@@ -96,43 +97,83 @@ def add_to_output(
     return handles
 
 
-def extend_sequence(projection: nn.Module, rows: nn.Parameter) -> list:
-    """Prepend ``rows`` (l x d) to the projection's output along the sequence axis."""
+def add_then_renormalize(block: nn.Module, norm: nn.Module, module: nn.Module) -> list:
+    """block's output y = norm(s) becomes norm(s + module(y)), where s is what ``norm`` normalised inside
+    the block: the sub-layer's output plus its residual (the adapters library's SeqBn placement, with the
+    original LayerNorm applied before and after the module)."""
+    capture = _Capture(0, "input")
+    handles = [norm.register_forward_pre_hook(capture, with_kwargs=True)]
 
-    def prepend(mod, args, output):
-        batch = output.shape[0]
-        return torch.cat([rows.to(output.dtype).unsqueeze(0).expand(batch, -1, -1), output], dim=1)
+    def renormalize(mod, args, output):
+        summed = capture.pop()
+        return _replace_first(output, norm(summed + module(_first(output))))
 
-    return [projection.register_forward_hook(prepend)]
+    handles.append(block.register_forward_hook(renormalize))
+    return handles
 
 
-def widen_keys(attention: nn.Module, names: tuple[str, ...], extra: int) -> list:
-    """Give every mask/bias named in ``names`` ``extra`` leading key columns that attend freely."""
+def prepend_positions(
+    attention: nn.Module,
+    key: nn.Module,
+    value: nn.Module,
+    key_rows: nn.Parameter,
+    value_rows: nn.Parameter,
+    names: tuple[str, ...],
+) -> list:
+    """Prefix tuning on an attention module, whatever its transformers version: l positions are put in
+    front of its input, their keys and values are ``key_rows`` / ``value_rows`` (l x d, set at the key and
+    value projections' outputs), every mask or bias named in ``names`` gets l leading positions that attend
+    freely, and the l extra outputs are dropped. The real queries thus attend to [prefix; keys]."""
     signature = inspect.signature(attention.forward)
+    first = next(iter(signature.parameters))
+    extra = key_rows.shape[0]
 
     def widen(mod, args, kwargs):
-        bound = signature.bind(*args, **kwargs)
-        arguments = dict(bound.arguments)
+        arguments = dict(signature.bind(*args, **kwargs).arguments)
         for param in signature.parameters.values():
             if param.kind is inspect.Parameter.VAR_KEYWORD:
                 arguments.update(arguments.pop(param.name, {}))
+        hidden = arguments[first]
+        length = hidden.shape[1]
+        arguments[first] = torch.cat([hidden.new_zeros(hidden.shape[0], extra, hidden.shape[2]), hidden], dim=1)
         for name in names:
             tensor = arguments.get(name)
             if tensor is not None:
-                arguments[name] = _pad_key_axis(tensor, extra)
+                tensor = _pad_axis(tensor, extra, -1)
+                if tensor.dim() >= 2 and tensor.shape[-2] == length:  # a per-query mask or bias: rows too
+                    tensor = _pad_axis(tensor, extra, -2)
+                arguments[name] = tensor
         return (), arguments
 
-    return [attention.register_forward_pre_hook(widen, with_kwargs=True)]
+    def rows_of(rows):
+        def replace(mod, args, output):
+            return torch.cat(
+                [rows.to(output.dtype).unsqueeze(0).expand(output.shape[0], -1, -1), output[:, extra:]], dim=1
+            )
+
+        return replace
+
+    def drop(mod, args, output):
+        return _replace_first(output, _first(output)[:, extra:])
+
+    return [
+        attention.register_forward_pre_hook(widen, with_kwargs=True),
+        key.register_forward_hook(rows_of(key_rows)),
+        value.register_forward_hook(rows_of(value_rows)),
+        attention.register_forward_hook(drop),
+    ]
 
 
-def _pad_key_axis(tensor: torch.Tensor, extra: int) -> torch.Tensor:
+def _pad_axis(tensor: torch.Tensor, extra: int, axis: int) -> torch.Tensor:
+    """``extra`` leading entries along ``axis`` that let attention through (True, or 0 for additive masks)."""
     shape = list(tensor.shape)
-    shape[-1] = extra
-    if tensor.dtype == torch.bool:
-        pad = torch.ones(shape, dtype=torch.bool, device=tensor.device)
-    else:
-        pad = torch.zeros(shape, dtype=tensor.dtype, device=tensor.device)
-    return torch.cat([pad.expand(*tensor.shape[:-1], extra), tensor], dim=-1)
+    shape[axis] = extra
+    pad = (
+        torch.ones(shape, dtype=torch.bool, device=tensor.device)
+        if tensor.dtype == torch.bool
+        else torch.zeros(shape, dtype=tensor.dtype, device=tensor.device)
+    )
+    return torch.cat([pad, tensor], dim=axis)
 
 
 def injected_parameters(model: nn.Module):

@@ -19,13 +19,24 @@ WEIGHTS = "trainable.safetensors"
 META = "method.json"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()
+
+
 def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path) then rename onto ``path``: readers never see a half-written file."""
+    """Call write(tmp_path) then rename onto ``path``: readers never see a half-written file. The file gets
+    the permissions a plain open() would give it (the user's umask), not mkstemp's 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~UMASK)  # after the write: some writers replace the file mkstemp made
         with open(tmp, "rb") as written:  # on disk before the rename: a power loss leaves old or new, never half
             os.fsync(written.fileno())
         os.replace(tmp, path)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from . import arch as A
-from .inject import attach, extend_sequence, widen_keys
+from .inject import attach, prepend_positions
 from .modules import PrefixKV
 from .registry import Knob, register_one_knob
 
@@ -20,9 +20,7 @@ def insert_prefixes(base, arch: A.ArchMap, l: int) -> None:
         prefix = attach(attention, "prefix", PrefixKV(l, d))
         key, value = A.get(layer, arch.projections["k"]), A.get(layer, arch.projections["v"])
         _init_from_vocabulary(base, prefix, key, value)
-        extend_sequence(key, prefix.key)
-        extend_sequence(value, prefix.value)
-        widen_keys(attention, arch.widen_args, l)
+        prepend_positions(attention, key, value, prefix.key, prefix.value, arch.widen_args)
 
 
 @torch.no_grad()
@@ -44,4 +42,5 @@ register_one_knob(
     lambda base, arch, l: insert_prefixes(base, arch, l),
     L,
     {"0.5": {"l": 32}, "6.7": {"l": 200}},
+    revision=2,  # 2: prefix rows take no weight decay (methods/decay.py)
 )

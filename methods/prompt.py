@@ -93,6 +93,7 @@ def soft_prompt(model: nn.Module) -> SoftPrompt | None:
 register(
     Method(
         name="soft-prompt",
+        revision=2,  # 2: the prompt vectors take no weight decay (methods/decay.py)
         summary="trainable prompt vectors before the input of a causal LM (prompt tuning)",
         inject=insert_soft_prompt,
         knobs=(

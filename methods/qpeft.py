@@ -177,7 +177,7 @@ def query_hint(model: nn.Module) -> QueryHint | None:
 TABLE = Knob("table", str, "sparse", None, "sparse: train only the rows given as token_ids; full: all |V| rows")
 
 
-def _register(name: str, summary: str, cls, knob: Knob, token_sources: tuple) -> None:
+def _register(name: str, summary: str, cls, knob: Knob, token_sources: tuple, revision: int) -> None:
     def inject(base, arch, table, token_ids=None, **knobs):
         insert_hint(base, arch, cls, token_ids, table, **knobs)
 
@@ -189,6 +189,7 @@ def _register(name: str, summary: str, cls, knob: Knob, token_sources: tuple) ->
             knobs=(knob, TABLE),
             families=("causal-lm",),
             token_sources=token_sources,
+            revision=revision,
         )
     )
 
@@ -201,6 +202,7 @@ _register(
     RetrievedHint,
     Knob("k", int, 10, 1, "hint tokens"),
     ("hint_wrapper", "train_passages"),
+    2,  # 2: only those rows (1: the query's rows too), and the table takes no weight decay
 )
 # qpeft-a: the query's rows (the attention's queries) and the wrapper; passages are read through the frozen table
 _register(
@@ -209,4 +211,5 @@ _register(
     AttendedHint,
     Knob("heads", int, 2, 1, "attention heads"),
     ("hint_wrapper", "train_queries"),
+    2,  # 2: the table takes no weight decay (methods/decay.py)
 )

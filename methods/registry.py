@@ -44,6 +44,9 @@ class Method:
     token_sources: frozenset = frozenset()
     # the reference every other method is compared with (full fine-tuning)
     reference: bool = False
+    # raised whenever what the method trains or how it trains changes, so that results of the earlier
+    # revision are not taken for today's (a cell's id includes it past 1)
+    revision: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, "token_sources", frozenset(self.token_sources))
@@ -95,9 +98,11 @@ def solved_by(knob: Knob) -> dict:
     return {"knobs": (knob,), "primary": knob.name, "derive": lambda value, budget: {knob.name: value}}
 
 
-def register_one_knob(name: str, summary: str, inject: Callable, knob: Knob, paper: dict) -> Method:
+def register_one_knob(name: str, summary: str, inject: Callable, knob: Knob, paper: dict, revision: int = 1) -> Method:
     """A method with one knob, solved from the budget; ``paper``: its knobs at the IAA paper's budgets."""
-    return register(Method(name=name, summary=summary, inject=inject, paper=paper, **solved_by(knob)))
+    return register(
+        Method(name=name, summary=summary, inject=inject, paper=paper, revision=revision, **solved_by(knob))
+    )
 
 
 _REGISTRY: dict[str, Method] = {}

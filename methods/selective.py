@@ -9,6 +9,7 @@ FULL = register(
         selects=lambda name, param: True,
         families=("encoder", "causal-lm"),
         reference=True,
+        revision=2,  # 2: embedding tables take no weight decay (methods/decay.py)
     )
 )
 

@@ -1,32 +1,63 @@
-"""Leaderboard files: long-format CSV, and Markdown / LaTeX tables per (stage, dataset)."""
+"""Leaderboard files: a long-format CSV (one row per family and system), and Markdown / LaTeX with a
+headline table per stage (a row per method x budget, a column per dataset) then one table per family."""
 
 from __future__ import annotations
 
 import csv
 import io
 
-from ..fmt import num
-from .stats import Row, metric_order
+from ..fmt import metric_label, num
+from ..systems import Role
+from .stats import ALPHA, Row, families, metric_order
 
 CSV_FIELDS = [
     "stage",
     "dataset",
     "metric",
+    "table_budget",
     "method",
     "budget",
     "pct",
+    "knobs",
+    "paper_knobs",
+    "paper_pct",
     "seeds",
     "mean",
     "std",
+    "ci95_low",
+    "ci95_high",
     "diff_to_full",
     "p_vs_full_holm",
-    "best_other",
-    "p_vs_best_holm",
     "marks",
-    "failed",
-    "diverged",
+    "rank",
+    "rank_low",
+    "rank_high",
+    "family_size",
+    "test",
     "notes",
 ]
+
+
+def paper_setting(row: Row) -> tuple[dict, float] | None:
+    """(the IAA paper's knobs, its percentage) for a ``paper:X`` row."""
+    if not row.budget.startswith("paper:"):
+        return None
+    import methods
+
+    named = row.budget.removeprefix("paper:")
+    try:
+        knobs = methods.get_method(row.method).paper.get(named)
+    except methods.MethodError:
+        return None
+    return (knobs, float(named)) if knobs else None
+
+
+def knobs_text(knobs: dict) -> str:
+    return " ".join(f"{k}={v}" for k, v in knobs.items() if k not in ("dropout", "targets", "table", "seed")) or "-"
+
+
+def _test_name(row: Row) -> str:
+    return "; ".join(sorted({t.procedure for t in row.tests.values()}))
 
 
 def to_csv(rows: list[Row]) -> str:
@@ -34,111 +65,183 @@ def to_csv(rows: list[Row]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_FIELDS)
     for r in rows:
+        paper = paper_setting(r)
+        ci = r.ci
         writer.writerow(
             [
                 r.stage,
                 r.dataset,
                 r.metric,
+                r.family_budget,
                 r.method,
                 r.budget,
                 num(r.pct),
-                r.seeds,
+                knobs_text(r.knobs),
+                knobs_text(paper[0]) if paper else "",
+                num(paper[1], 1) if paper else "",
+                r.seeds_label,
                 num(r.mean if r.values else None),
                 num(r.std),
+                num(ci[0] if ci else None),
+                num(ci[1] if ci else None),
                 num(r.diff_to_full),
                 num(r.p_vs_full),
-                r.best_other or "",
-                num(r.p_vs_best),
                 r.marks,
-                r.failed,
-                r.diverged,
+                r.rank or "",
+                r.rank_low or "",
+                r.rank_high or "",
+                r.family_size,
+                _test_name(r),
                 "; ".join(r.notes),
             ]
         )
     return buffer.getvalue()
 
 
-def cell_text(row: Row | None) -> str:
+def cell_text(row: Row | None, rank: bool = True) -> str:
+    """``mean ± CI half-width`` with the marks and the rank interval: ``0.7134 ± 0.0120*† [1-2]``."""
     if row is None or not row.values:
-        return "-"
-    spread = f" ± {row.std:.4f}" if row.std is not None else ""
-    return f"{row.mean:.4f}{spread}{row.marks}"
+        return "-" if row is None else f"- ({row.seeds_label})"
+    ci = row.ci
+    spread = f" ± {(ci[1] - ci[0]) / 2:.4f}" if ci else ""
+    flag = "" if row.complete or row.role.baseline else f" ({row.seeds_label})"
+    ranks = ""
+    if rank and row.rank_low is not None and row.role is not Role.REFERENCE and not row.role.baseline:
+        ranks = f" [{row.rank_low}]" if row.rank_low == row.rank_high else f" [{row.rank_low}-{row.rank_high}]"
+    return f"{row.mean:.4f}{spread}{row.marks}{ranks}{flag}"
 
 
-def tables(rows: list[Row]):
-    """(stage, dataset, metric names, [(method, budget, pct, seeds, {metric: Row})]) per table."""
-    grouped: dict[tuple, dict[tuple, dict[str, Row]]] = {}
-    for r in rows:
-        grouped.setdefault((r.stage, r.dataset), {}).setdefault((r.method, r.budget), {})[r.metric] = r
-    for (stage, dataset), systems in grouped.items():
-        metrics = metric_order({m for s in systems.values() for m in s})
-        lines = []
-        for (method, budget), by_metric in sorted(systems.items(), key=lambda kv: -_mean(kv[1], metrics)):
-            any_row = next(iter(by_metric.values()))
-            lines.append((method, budget, any_row.pct, any_row.seeds, by_metric))
-        yield stage, dataset, metrics, lines
+def headline(rows: list[Row]):
+    """Per stage: (stage, metric, datasets, [(method, budget, pct, seeds, role, {dataset: Row})]): the
+    stage's headline metric, one line per method x budget, baselines and full fine-tuning first."""
+    by_stage: dict[str, list[Row]] = {}
+    for row in rows:
+        by_stage.setdefault(row.stage, []).append(row)
+    for stage, stage_rows in by_stage.items():
+        metric = metric_order({r.metric for r in stage_rows})[0]
+        datasets = sorted({r.dataset for r in stage_rows})
+        lines: dict[tuple, dict] = {}
+        for r in stage_rows:
+            if r.metric == metric and (r.role is Role.PEFT or r.family_budget == _first_budget(stage_rows, r)):
+                lines.setdefault((r.method, r.budget), {})[r.dataset] = r
+        order = {Role.FIRST_STAGE: 0, Role.UNTRAINED: 1, Role.REFERENCE: 2, Role.PEFT: 3}
+        items = []
+        for (method, budget), by_dataset in lines.items():
+            any_row = next(iter(by_dataset.values()))
+            first = by_dataset.get(datasets[0])
+            items.append(
+                (
+                    order[any_row.role],
+                    budget,
+                    -(first.mean if first and first.values else -1),
+                    method,
+                    (method, budget, any_row.pct, any_row.seeds_label, any_row.role, by_dataset),
+                )
+            )
+        yield stage, metric, datasets, [item[-1] for item in sorted(items, key=lambda i: i[:4])]
 
 
-def _mean(by_metric: dict, metrics: list[str]) -> float:
-    row = by_metric.get(metrics[0]) if metrics else None
-    return row.mean if row is not None and row.values else float("-inf")
+def _first_budget(rows: list[Row], row: Row) -> str:
+    """A reference or baseline row sits in every budget's table: the headline shows it once."""
+    return min(
+        r.family_budget for r in rows if (r.method, r.dataset, r.metric) == (row.method, row.dataset, row.metric)
+    )
 
 
-def to_markdown(rows: list[Row]) -> str:
+def family_tables(rows: list[Row]):
+    for (stage, dataset, metric, budget), members in sorted(families(rows).items()):
+        ordered = sorted(members, key=lambda r: (r.rank or 10**6, r.method))
+        yield stage, dataset, metric, budget, ordered
+
+
+PROCEDURES = [
+    "Mean over seeds ± the half-width of a 95% Student t-interval over seeds (no interval with one seed).",
+    "Tests: two-sided, queries and seeds both sources of variance (a linear mixed model's variance "
+    "components, ANOVA estimators, Satterthwaite df; Ferro & Silvello, SIGIR 2016; Bouthillier et al., MLSys "
+    "2021; Satterthwaite, 1946); with one seed, ranx's paired t-test over queries, labelled.",
+    f"Families: one per table (stage, dataset, metric, budget); Holm's correction within it; α = {ALPHA}.",
+    "Marks: * significantly above full fine-tuning; † significantly above every other PEFT method at the same "
+    "budget (tested against all: none is picked by its test score). k/n seeds finished with k < n: no mark.",
+    "[a-b]: the rank interval, 1 + the systems significantly above, n - the systems significantly below.",
+]
+
+
+def to_markdown(rows: list[Row], notes: list[str] = ()) -> str:
     out = []
-    for stage, dataset, metrics, lines in tables(rows):
-        out.append(f"### {stage} · {dataset}\n")
-        out.append("| method | budget | % params | seeds | " + " | ".join(metrics) + " |")
-        out.append("|---|---|---|---|" + "---|" * len(metrics))
-        for method, budget, pct, seeds, by_metric in lines:
+    for stage, metric, datasets, lines in headline(rows):
+        out.append(f"## {stage}: {metric_label(metric)}\n")
+        out.append("| method | budget | % params | seeds | " + " | ".join(datasets) + " |")
+        out.append("|---|---|---|---|" + "---|" * len(datasets))
+        for method, budget, pct, seeds, role, by_dataset in lines:
+            shown = "-" if role.baseline else budget
             out.append(
-                f"| {method} | {budget} | {num(pct, 3) if pct else '-'} | {seeds} | "
-                + " | ".join(cell_text(by_metric.get(m)) for m in metrics)
+                f"| {method} | {shown} | {num(pct, 3) if pct else '-'} | {'-' if role.baseline else seeds} | "
+                + " | ".join(cell_text(by_dataset.get(d)) for d in datasets)
                 + " |"
             )
         out.append("")
-    out.append(
-        "Mean ± std over seeds. * beats full fine-tuning, † beats the best other PEFT method at the same "
-        "budget (paired t-test over queries, Holm-corrected, p ≤ 0.05)."
-    )
+    out.append("### Per table\n")
+    for stage, dataset, metric, budget, members in family_tables(rows):
+        out.append(f"#### {stage} · {dataset} · {metric_label(metric)} · budget {budget}\n")
+        out.append("| rank | method | budget | % params | knobs | seeds | mean ± 95% CI | Δ full | p vs full |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
+        for r in members:
+            paper = paper_setting(r)
+            knobs = knobs_text(r.knobs) + (f" (paper: {knobs_text(paper[0])}, {paper[1]:g}%)" if paper else "")
+            out.append(
+                f"| {r.rank or '-'} | {r.method} | {r.budget} | {num(r.pct, 3) if r.pct else '-'} | {knobs} | "
+                f"{r.seeds_label} | {cell_text(r)} | {num(r.diff_to_full)} | {num(r.p_vs_full)} |"
+            )
+        out.append(f"\nFamily: {len(members)} systems, {members[0].family_size} pairwise tests, Holm-corrected.\n")
+    out.append("\n".join(f"- {line}" for line in PROCEDURES + list(notes)))
     return "\n".join(out) + "\n"
 
 
-def _tex(text: str) -> str:
-    for char, escaped in (
-        ("\\", r"\textbackslash{}"),
-        ("&", r"\&"),
-        ("%", r"\%"),
-        ("$", r"\$"),
-        ("#", r"\#"),
-        ("_", r"\_"),
-        ("{", r"\{"),
-        ("}", r"\}"),
-        ("~", r"\textasciitilde{}"),
-        ("^", r"\textasciicircum{}"),
-    ):
-        text = text.replace(char, escaped)
-    return text.replace("±", r"$\pm$").replace("†", r"$^\dagger$").replace("*", r"$^*$")
+def tex(text: str) -> str:
+    """Text escaped for LaTeX: _ % & # $ { } ~ ^ \\ and the marks."""
+    replacements = {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+        "±": r"$\pm$",
+        "†": r"$^\dagger$",
+        "*": r"$^*$",
+    }
+    return "".join(replacements.get(ch, ch) for ch in str(text))
 
 
 def to_latex(rows: list[Row]) -> str:
     out = []
-    for stage, dataset, metrics, lines in tables(rows):
+    for stage, metric, datasets, lines in headline(rows):
         out.append(r"\begin{table}[t]\centering\small")
-        out.append(r"\begin{tabular}{ll r r " + "r" * len(metrics) + "}")
+        out.append(r"\begin{tabular}{ll r r " + "r" * len(datasets) + "}")
         out.append(r"\toprule")
-        out.append(" & ".join(["method", "budget", r"\% params", "seeds"] + [_tex(m) for m in metrics]) + r" \\")
+        out.append(" & ".join(["method", "budget", r"\% params", "seeds"] + [tex(d) for d in datasets]) + r" \\")
         out.append(r"\midrule")
-        for method, budget, pct, seeds, by_metric in lines:
+        for method, budget, pct, seeds, role, by_dataset in lines:
             out.append(
                 " & ".join(
-                    [_tex(method), _tex(budget), num(pct, 3) if pct else "-", str(seeds)]
-                    + [_tex(cell_text(by_metric.get(m))) for m in metrics]
+                    [
+                        tex(method),
+                        "-" if role.baseline else tex(budget),
+                        num(pct, 3) if pct else "-",
+                        "-" if role.baseline else tex(seeds),
+                    ]
+                    + [tex(cell_text(by_dataset.get(d))) for d in datasets]
                 )
                 + r" \\"
             )
         out.append(r"\bottomrule\end{tabular}")
-        out.append(r"\caption{" + _tex(f"{stage}, {dataset}: mean ± std over seeds") + "}")
+        out.append(
+            r"\caption{" + tex(f"{stage}: {metric_label(metric)}, mean ± 95% CI over seeds; " + PROCEDURES[3]) + "}"
+        )
         out.append(r"\end{table}")
         out.append("")
     return "\n".join(out)

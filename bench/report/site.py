@@ -8,11 +8,12 @@ from pathlib import Path
 
 from ..errors import BenchError
 from ..files import atomic_write_text
-from ..fmt import num
+from ..fmt import metric_label, num
 from ..results import LoadedCell, Status
+from ..systems import Role
 from . import export, plots
 from .stability import Stability, smooth, stability
-from .stats import Row, build_rows
+from .stats import Row, build_rows, hidden_metrics
 
 
 def paper_numbers() -> dict[tuple, float]:
@@ -39,6 +40,8 @@ def _view_rows(rows: list[Row], cells: list[LoadedCell]) -> list[dict]:
     for r in rows:
         members = [c for c in cells if c.key == (r.stage, r.method, r.budget) and c.status is Status.DONE]
         paper = _paper_value(r, cells, table)
+        setting = export.paper_setting(r)
+        ci = r.ci
         views.append(
             {
                 "stage": r.stage,
@@ -46,21 +49,28 @@ def _view_rows(rows: list[Row], cells: list[LoadedCell]) -> list[dict]:
                 "metric": r.metric,
                 "method": r.method,
                 "budget": r.budget,
+                "table": r.family_budget,
                 "cell": page_name(members[0]) if len(members) == 1 else None,
                 "pct": num(r.pct, 3) if r.pct else "-",
                 "pct_v": r.pct or 0,
-                "seeds": r.seeds,
+                "knobs": export.knobs_text(r.knobs),
+                "paper_knobs": f"{export.knobs_text(setting[0])}, {setting[1]:g}%" if setting else "",
+                "seeds": r.seeds_label,
+                "complete": r.complete or r.role.baseline,
                 "mean": num(r.mean) if r.values else "-",
                 "mean_v": r.mean if r.values else "",
                 "std": num(r.std),
+                "ci": f"{ci[0]:.4f} to {ci[1]:.4f}" if ci else "",
                 "diff": num(r.diff_to_full),
                 "diff_v": "" if r.diff_to_full is None else r.diff_to_full,
                 "p_full": num(r.p_vs_full),
                 "p_full_v": "" if r.p_vs_full is None else r.p_vs_full,
-                "best_other": r.best_other or "",
-                "p_best": num(r.p_vs_best),
-                "p_best_v": "" if r.p_vs_best is None else r.p_vs_best,
                 "marks": r.marks,
+                "rank": ""
+                if r.rank_low is None
+                else (f"{r.rank_low}" if r.rank_low == r.rank_high else f"{r.rank_low}-{r.rank_high}"),
+                "rank_v": r.rank or "",
+                "family": r.family_size,
                 "paper": num(paper, 3),
                 "notes": "; ".join(r.notes),
             }
@@ -68,26 +78,49 @@ def _view_rows(rows: list[Row], cells: list[LoadedCell]) -> list[dict]:
     return views
 
 
-def _stability_views(items: list[Stability], rows: list[Row]) -> list[dict]:
+def _headline_views(rows: list[Row]) -> list[dict]:
     views = []
-    for s in items:
-        finals = [
-            r for r in rows if (r.stage, r.method, r.budget) == (s.stage, s.method, s.budget) and r.metric == "ndcg@10"
-        ]
-        spread = "; ".join(f"{r.dataset}: {r.std:.4f}" for r in finals if r.std is not None) or "1 seed"
+    for stage, metric, datasets, lines in export.headline(rows):
         views.append(
             {
-                "stage": s.stage,
-                "method": s.method,
-                "budget": s.budget,
-                "runs": s.runs,
-                "diverged": f"{s.diverged} ({100 * s.diverged_share:.0f}%)",
-                "steps": ", ".join(map(str, s.steps_to_90)) or "-",
-                "spikes": ", ".join(map(str, s.spikes)) or "-",
-                "spread": spread,
+                "stage": stage,
+                "metric": metric_label(metric),
+                "datasets": datasets,
+                "lines": [
+                    {
+                        "method": method,
+                        "budget": "-" if role.baseline else budget,
+                        "pct": num(pct, 3) if pct else "-",
+                        "seeds": "-" if role.baseline else seeds,
+                        "reference": role is not Role.PEFT,
+                        "cells": [export.cell_text(by_dataset.get(d)) for d in datasets],
+                    }
+                    for method, budget, pct, seeds, role, by_dataset in lines
+                ],
             }
         )
     return views
+
+
+def _stability_views(items: list[Stability]) -> list[dict]:
+    def steps(values):
+        return ", ".join("-" if v is None else str(v) for v in values) or "-"
+
+    return [
+        {
+            "stage": s.stage,
+            "train": s.train,
+            "method": s.method,
+            "budget": s.budget,
+            "runs": s.runs,
+            "unstable": f"{s.diverged} diverged, {s.failed} failed" if s.unstable else "0",
+            "threshold": num(s.threshold),
+            "steps": steps(s.steps_to_threshold),
+            "area": ", ".join(f"{a:.3f}" for a in s.areas) or "-",
+            "spikes": ", ".join(map(str, s.spikes)) or "-",
+        }
+        for s in items
+    ]
 
 
 def _environment():
@@ -96,37 +129,49 @@ def _environment():
     return jinja2.Environment(loader=jinja2.PackageLoader("bench.report", "templates"), autoescape=True)
 
 
-def build(cells: list[LoadedCell], suite: str, out: Path, source: str = "") -> Path:
-    """Leaderboard files and the static site of ``cells`` under ``out/<suite>/``; the path of index.html."""
+def build(cells: list[LoadedCell], suite: str, out: Path, source: str = "", expected: dict | None = None) -> Path:
+    """Leaderboard files and the static site of ``cells`` under ``out/<suite>/``; the path of index.html.
+    ``expected``: (stage, dataset, method, budget) -> the seeds the grid asks for."""
     if not cells:
         raise BenchError(
             f"suite {suite!r}: no cell has a result yet under {source or 'the run store'}: nothing to report"
         )
-    rows = build_rows(cells)
+    rows = build_rows(cells, expected=expected)
     items = stability(cells)
+    notes = []
+    for stage, (names, depth, kept) in hidden_metrics(cells).items():
+        listed = ", ".join(map(metric_label, names))
+        notes.append(
+            f"{stage}: {listed} cut off deeper than the {depth} candidates: shown, as no metric is shallower"
+            if kept
+            else f"{stage}: {listed} not shown: their cutoff exceeds the candidate depth ({depth})"
+        )
     target = Path(out) / suite
     atomic_write_text(target / "leaderboard.csv", export.to_csv(rows))
-    atomic_write_text(target / "leaderboard.md", export.to_markdown(rows))
+    atomic_write_text(target / "leaderboard.md", export.to_markdown(rows, notes))
     atomic_write_text(target / "leaderboard.tex", export.to_latex(rows))
     env = _environment()
     for cell in cells:
         atomic_write_text(target / "cells" / f"{page_name(cell)}.html", _cell_page(env, suite, cell))
-    atomic_write_text(target / "index.html", _index_page(env, suite, source, cells, rows, items))
+    atomic_write_text(target / "index.html", _index_page(env, suite, source, cells, rows, items, notes))
     return target / "index.html"
 
 
-def _index_page(env, suite: str, runs: str, cells: list[LoadedCell], rows: list[Row], items: list[Stability]) -> str:
+def _index_page(
+    env, suite: str, runs: str, cells: list[LoadedCell], rows: list[Row], items: list[Stability], notes: list[str]
+) -> str:
     trained = [c for c in cells if c.status is Status.DONE and c.result.model]
     first = trained[0].result if trained else cells[0].result
     counts = {}
     for cell in cells:
         counts[cell.status.value] = counts.get(cell.status.value, 0) + 1
     stages = sorted({r.stage for r in rows})
+    unique = [r for r in rows if r.role is Role.PEFT or r.family_budget == export._first_budget(rows, r)]
     pareto = [
         (
             f"{stage} · {dataset} · nDCG@10",
             plots.pareto(
-                [r for r in rows if (r.stage, r.dataset, r.metric) == (stage, dataset, "ndcg@10")],
+                [r for r in unique if (r.stage, r.dataset, r.metric) == (stage, dataset, "ndcg@10")],
                 f"{stage} · {dataset}",
             ),
         )
@@ -140,24 +185,24 @@ def _index_page(env, suite: str, runs: str, cells: list[LoadedCell], rows: list[
         ("stage", stages),
         ("dataset", sorted({r.dataset for r in rows})),
         ("metric", sorted({r.metric for r in rows})),
+        ("table", sorted({r.family_budget for r in rows})),
         ("method", sorted({r.method for r in rows})),
-        ("budget", sorted({r.budget for r in rows})),
     ]
-    n_tests = sum((r.p_vs_full is not None) + (r.p_vs_best is not None) for r in rows)
     return env.get_template("index.html").render(
         suite=suite,
         runs=str(runs),
         rows=_view_rows(rows, cells),
+        headline=_headline_views(rows),
         filters=filters,
         default_metric="ndcg@10",
         counts=", ".join(f"{n} {status}" for status, n in sorted(counts.items())),
-        n_tests=n_tests,
+        procedures=export.PROCEDURES + notes,
         model=first.model or "-",
         device=first.device or "-",
         commit=first.git_commit or "-",
         pareto=[(t, s) for t, s in pareto if s],
         curves=[(t, s) for t, s in curves if s],
-        stability=_stability_views(items, rows),
+        stability=_stability_views(items),
         cells=[
             {
                 "id": page_name(c),
@@ -181,7 +226,11 @@ def _cell_page(env, suite: str, cell: LoadedCell) -> str:
     if cell.losses:
         smoothed = smooth(cell.losses)
         curve = plots.loss_curves(
-            [Stability(cell.key[0], cell.key[1], cell.key[2], 1, 0, [], [], (smoothed, smoothed, smoothed))],
+            [
+                Stability(
+                    cell.key[0], "", cell.key[1], cell.key[2], 1, 0, 0, None, [], [], [], (smoothed, smoothed, smoothed)
+                )
+            ],
             "training loss (smoothed)",
         )
     return env.get_template("cell.html").render(

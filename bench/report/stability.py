@@ -1,5 +1,13 @@
-"""Training stability per (stage, method, budget) over seeds: loss band, steps to 90% of the final loss
-drop, loss spikes, spread of the final metric, share of diverged runs."""
+"""Training stability per (stage, training data, method, budget) over seeds: loss bands, a convergence
+measure common to every row, loss spikes, and unstable runs (diverged or failed seeds count as
+instability, they are not left out).
+
+Convergence: the threshold is the smoothed loss full fine-tuning ends at (its seeds' mean, same stage and
+training data); a run's ``steps to full FT's final loss`` is the first step its smoothed loss reaches that
+threshold ("-" when it never does). Beside it, the area under the smoothed loss curve (its mean over the
+steps; lower: learnt more and earlier). Neither rewards a run for learning less, as the old "steps to 90%
+of the run's own drop" did.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +15,11 @@ import statistics
 from dataclasses import dataclass
 
 from ..results import LoadedCell, Status
+from ..systems import Role
 from .stats import _role
 
 SPIKE_WINDOW = 20
 SPIKE_MADS = 5.0  # a spike sits this many median absolute deviations above the recent median
-
-
-def steps_to_90(losses: list[float]) -> int | None:
-    """First step whose loss (mean of a small window) has covered 90% of the drop from the first tenth
-    of training to the last tenth; None when the loss did not drop."""
-    if len(losses) < 10:
-        return None
-    tenth = max(1, len(losses) // 10)
-    start, end = statistics.mean(losses[:tenth]), statistics.mean(losses[-tenth:])
-    if end >= start:
-        return None
-    target = start - 0.9 * (start - end)
-    window = max(1, tenth // 2)
-    for step in range(len(losses)):
-        if statistics.mean(losses[max(0, step - window + 1) : step + 1]) <= target:
-            return step + 1
-    return len(losses)
 
 
 def spikes(losses: list[float]) -> int:
@@ -44,21 +36,42 @@ def spikes(losses: list[float]) -> int:
 
 
 def smooth(losses: list[float]) -> list[float]:
-    """Trailing mean over 2% of the run, for plots: per-step losses of small batches are mostly noise."""
+    """Trailing mean over 2% of the run: per-step losses of small batches are mostly noise."""
     window = max(1, len(losses) // 50)
     return [statistics.mean(losses[max(0, i - window + 1) : i + 1]) for i in range(len(losses))]
+
+
+def steps_to(losses: list[float], threshold: float) -> int | None:
+    """The first step whose smoothed loss is at or below ``threshold``; None when it never is."""
+    for step, value in enumerate(smooth(losses), 1):
+        if value <= threshold:
+            return step
+    return None
+
+
+def area(losses: list[float]) -> float:
+    """The area under the smoothed loss curve per step (its mean)."""
+    return statistics.mean(smooth(losses))
 
 
 @dataclass
 class Stability:
     stage: str
+    train: str  # training dataset
     method: str
     budget: str
     runs: int
     diverged: int
-    steps_to_90: list[int]
+    failed: int
+    threshold: float | None  # full fine-tuning's final smoothed loss (mean over its seeds)
+    steps_to_threshold: list[int | None]  # per finished seed
+    areas: list[float]
     spikes: list[int]
     band: tuple[list[float], list[float], list[float]]  # mean, low, high per step over seeds
+
+    @property
+    def unstable(self) -> int:
+        return self.diverged + self.failed
 
     @property
     def diverged_share(self) -> float:
@@ -83,18 +96,30 @@ def stability(cells: list[LoadedCell]) -> list[Stability]:
     for cell in cells:
         if not _role(cell.key[1]).trains or cell.status is Status.NOT_APPLICABLE:
             continue
-        groups.setdefault(cell.key, []).append(cell)
+        train = str(cell.result.datasets.get("train"))
+        groups.setdefault((cell.key[0], train) + cell.key[1:], []).append(cell)
+    thresholds = {}
+    for (stage, train, method, _), members in groups.items():
+        if _role(method) is Role.REFERENCE:
+            finals = [smooth(c.losses)[-1] for c in members if c.losses and c.status is Status.DONE]
+            if finals:
+                thresholds[(stage, train)] = statistics.mean(finals)
     out = []
-    for (stage, method, budget), members in sorted(groups.items()):
+    for (stage, train, method, budget), members in sorted(groups.items()):
         curves = [c.losses for c in members if c.losses and c.status is Status.DONE]
+        threshold = thresholds.get((stage, train))
         out.append(
             Stability(
                 stage,
+                train,
                 method,
                 budget,
                 len(members),
                 sum(c.status is Status.DIVERGED for c in members),
-                [s for s in (steps_to_90(c) for c in curves) if s is not None],
+                sum(c.status is Status.FAILED for c in members),
+                threshold,
+                [steps_to(c, threshold) if threshold is not None else None for c in curves],
+                [area(c) for c in curves],
                 [spikes(c) for c in curves],
                 loss_band([smooth(c) for c in curves]),
             )

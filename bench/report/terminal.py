@@ -13,8 +13,8 @@ def leaderboard(rows: list[Row]) -> str:
     or percentage; failed and diverged cells with their reason."""
     groups: dict[tuple, dict[str, Row]] = {}
     stage_metrics: dict[str, list[str]] = {}
-    for row in rows:
-        groups.setdefault((row.dataset, row.stage, row.method, row.budget), {})[row.metric] = row
+    for row in rows:  # full fine-tuning and the baselines sit in every budget's table: once here
+        groups.setdefault((row.dataset, row.stage, row.method, row.budget), {}).setdefault(row.metric, row)
         names = stage_metrics.setdefault(row.stage, [])
         if row.metric not in names:
             names.append(row.metric)
@@ -34,7 +34,10 @@ def leaderboard(rows: list[Row]) -> str:
             "-" if baseline or first.pct is None else f"{first.pct:.3f}",
         ]
         line += [mean_std(by_metric[m].values) if m in by_metric else "" for m in headline]
-        line += [first.seeds, duration(statistics.mean(first.train_s)) if first.train_s and not baseline else "-"]
+        line += [
+            first.seeds if baseline else first.seeds_label,
+            duration(statistics.mean(first.train_s)) if first.train_s and not baseline else "-",
+        ]
         head = by_metric.get(headline[0]) if headline else None
         lines.append((dataset, stage, -(head.mean if head is not None and head.values else float("-inf")), line))
         if first.failed or first.diverged:

@@ -126,6 +126,7 @@ def _nan_after_first_step(loss):
         value = loss(model, batch)
         return value * float("nan") if len(calls) > 1 else value
 
+    poisoned.global_batch = getattr(loss, "global_batch", False)
     return poisoned
 
 
@@ -177,6 +178,7 @@ def fit(stage: Stage, cell, built: Built, settings: TrainSettings, directory: Pa
                 f"{accelerator.num_processes} processes; make it a multiple"
             )
         groups = RankShard(groups, accelerator.process_index, accelerator.num_processes)
+    built.state["processes"] = accelerator.num_processes
     loss = stage.loss(built, settings)
     if _forced_fault(cell) == "nan":
         loss = _nan_after_first_step(loss)
@@ -196,6 +198,7 @@ def fit(stage: Stage, cell, built: Built, settings: TrainSettings, directory: Pa
         head_lr=getattr(settings, "head_lr", None),
     )
     stats["groups"] = len(groups)
+    stats.update(built.state.get("counters", {}))  # what a stage tallied while batching (e.g. masked batches)
     built.model = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
         methods.save(built.model, directory / "trainable")

@@ -58,7 +58,7 @@ class BiEncoder(nn.Module):
     def encode(self, side: str, **encoded) -> torch.Tensor:
         encoder = self.doc_encoder if side == "doc" and self.doc_encoder is not None else self.encoder
         hidden = encoder(**encoded).last_hidden_state
-        vectors = pool(hidden, encoded["attention_mask"], self.pooling).float()
+        vectors = pool(hidden.float(), encoded["attention_mask"], self.pooling)  # fp32: bf16 vectors would tie
         return F.normalize(vectors, dim=-1) if self.similarity == "cos" else vectors
 
 
@@ -66,24 +66,45 @@ def _tokenize(tokenizer, texts: list[str], max_length: int):
     return tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
 
 
-def contrastive_batches(
-    groups, train: Collection, tokenizer, batch_queries: int, query_max_length: int, max_length: int
-):
+def false_negatives(chosen: list, train: Collection) -> torch.Tensor:
+    """(queries, documents) True where a document of the batch must stay out of a query's softmax
+    denominator: judged relevant to that query (qrels > 0) or a copy of its own positive, its own positive
+    slot excepted. ``chosen``: the batch's (query, positive, negatives) groups in the loss's order."""
+    docs = [d for _, pos, negs in chosen for d in [pos] + list(negs)]
+    size = len(docs) // max(1, len(chosen))
+    mask = torch.zeros(len(chosen), len(docs), dtype=torch.bool)
+    for i, (q, pos, _) in enumerate(chosen):
+        judged = train.qrels.get(q, {})
+        for j, d in enumerate(docs):
+            if j != i * size and (d == pos or judged.get(d, 0) > 0):
+                mask[i, j] = True
+    return mask
+
+
+def contrastive_batches(groups, train: Collection, tokenizer, settings, counters: dict | None = None):
     """A callable step -> the batch's queries (``q_*``) and, per query, its positive then its hard
-    negatives (``d_*``)."""
+    negatives (``d_*``); with ``settings.mask_false_negatives``, ``exclude``: the false negatives of the
+    whole (gathered) batch. ``counters`` tallies the batches and pairs the mask touched."""
+    counters = counters if counters is not None else {}
 
     def batch(step: int) -> dict:
-        queries, docs, size = [], [], 0
-        for q, pos, negs in groups.batch(step, batch_queries):
-            size = 1 + len(negs)
-            queries.append(train.queries[q])
-            docs.extend(train.corpus[d] for d in [pos] + negs)
-        q_enc, d_enc = _tokenize(tokenizer, queries, query_max_length), _tokenize(tokenizer, docs, max_length)
-        return {
+        chosen = groups.batch(step, settings.batch_queries)
+        queries = [train.queries[q] for q, _, _ in chosen]
+        docs = [train.corpus[d] for _, pos, negs in chosen for d in [pos] + list(negs)]
+        q_enc = _tokenize(tokenizer, queries, settings.query_max_length)
+        d_enc = _tokenize(tokenizer, docs, settings.max_length)
+        out = {
             **{f"q_{k}": v for k, v in q_enc.items()},
             **{f"d_{k}": v for k, v in d_enc.items()},
-            "group_size": size,
+            "group_size": 1 + len(chosen[0][2]),
         }
+        if settings.mask_false_negatives:
+            exclude = false_negatives(groups.gathered(step, settings.batch_queries), train)
+            counters["batches"] = counters.get("batches", 0) + 1
+            counters["masked_batches"] = counters.get("masked_batches", 0) + int(exclude.any())
+            counters["masked_pairs"] = counters.get("masked_pairs", 0) + int(exclude.sum())
+            out["exclude"] = exclude
+        return out
 
     return batch
 
@@ -93,21 +114,44 @@ def _side(batch: dict, prefix: str) -> dict:
 
 
 def in_batch_loss(
-    query_vectors: torch.Tensor, doc_vectors: torch.Tensor, group_size: int, temperature: float
+    query_vectors: torch.Tensor,
+    doc_vectors: torch.Tensor,
+    group_size: int,
+    temperature: float,
+    exclude: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Softmax cross-entropy of each query over every document of the batch; query i's positive sits
-    at row i * group_size, the rest (its hard negatives, other queries' documents) are negatives."""
-    scores = query_vectors @ doc_vectors.T / temperature
+    at row i * group_size, the rest (its hard negatives, other queries' documents) are negatives, except
+    those ``exclude`` marks (false negatives: out of the denominator)."""
+    scores = (query_vectors @ doc_vectors.T).float() / temperature
+    if exclude is not None:
+        scores = scores.masked_fill(exclude.to(scores.device), float("-inf"))
     target = torch.arange(len(query_vectors), device=scores.device) * group_size
-    return F.cross_entropy(scores.float(), target)
+    return F.cross_entropy(scores, target)
 
 
-def contrastive_loss(temperature: float):
+def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows, in rank order; this rank's own rows keep their gradient (the others' cannot)."""
+    import torch.distributed as dist
+
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.detach().contiguous())
+    parts[dist.get_rank()] = tensor
+    return torch.cat(parts)
+
+
+def contrastive_loss(temperature: float, distributed: bool = False):
+    """The in-batch loss; ``distributed``: over the batch gathered from every data-parallel rank (each rank's
+    queries against every rank's documents), as one process computes it on the whole batch."""
+
     def loss(model, batch) -> torch.Tensor:
-        size = batch.pop("group_size")
+        size, exclude = batch.pop("group_size"), batch.pop("exclude", None)
         query_vectors, doc_vectors = model(**batch)  # through forward: data-parallel wrappers need it
-        return in_batch_loss(query_vectors, doc_vectors, size, temperature)
+        if distributed:
+            query_vectors, doc_vectors = gather_with_grad(query_vectors), gather_with_grad(doc_vectors)
+        return in_batch_loss(query_vectors, doc_vectors, size, temperature, exclude)
 
+    loss.global_batch = distributed  # the train loop scales its gradient by the number of processes
     return loss
 
 
@@ -211,6 +255,8 @@ class DenseTrain(TrainSettings):
     max_length: PositiveInt = setting(192)
     query_max_length: PositiveInt = setting(64)
     temperature: PositiveFloat = setting(0.05)
+    # leave judged-relevant documents and copies of the positive out of each query's softmax denominator
+    mask_false_negatives: StrictBool = setting(True, id_default=False)
 
 
 class DenseEval(EvalSettings):
@@ -280,6 +326,8 @@ class Dense(Stage):
         from ..models import load_backbone
 
         tokenizer, backbone = load_backbone(cell.model, seed=cell.seed)
+        if getattr(backbone, "pooler", None) is not None:  # token states are pooled here: the pooler never trains
+            backbone.pooler = None
         encoder = self.section(cell)
         model = BiEncoder(backbone, encoder.pooling, encoder.similarity, encoder.separate_towers)
         return Built(model, tokenizer, list(model.towers()))
@@ -288,12 +336,10 @@ class Dense(Stage):
         return built.model.towers()
 
     def batches(self, built, groups, train, settings):
-        return contrastive_batches(
-            groups, train, built.tokenizer, settings.batch_queries, settings.query_max_length, settings.max_length
-        )
+        return contrastive_batches(groups, train, built.tokenizer, settings, built.state.setdefault("counters", {}))
 
     def loss(self, built, settings):
-        return contrastive_loss(settings.temperature)
+        return contrastive_loss(settings.temperature, built.state.get("processes", 1) > 1)
 
     def score(self, built, collection, candidates, settings, device, autocast):
         return retrieve(

@@ -140,7 +140,10 @@ class QueryLikelihood(nn.Module):
         width = query_ids.shape[1]
         start = inputs.shape[1] - width  # the query block is last; position t-1 predicts token t
         predicting = hidden[:, start - 1 : start - 1 + width][query_mask]
-        logits = self.lm.get_output_embeddings()(predicting).float()
+        head = self.lm.get_output_embeddings()
+        with torch.autocast(predicting.device.type, enabled=False):  # fp32 scores: bf16 would tie them
+            bias = None if getattr(head, "bias", None) is None else head.bias.float()
+            logits = nn.functional.linear(predicting.float(), head.weight.float(), bias)
         token_logp = logits.log_softmax(-1).gather(1, query_ids[query_mask].unsqueeze(1)).squeeze(1)
         rows = torch.arange(batch, device=device).unsqueeze(1).expand_as(query_mask)[query_mask]
         total = torch.zeros(batch, device=device).index_add(0, rows, token_logp)

@@ -1,5 +1,6 @@
-"""The reranking stage: a cross-encoder ("[CLS] query [SEP] document [SEP]", a linear head on the first
-token) trained on groups of one positive and n-1 first-stage negatives, reranking the first stage's top-k."""
+"""The reranking stage: a cross-encoder ("[CLS] query [SEP] document [SEP]"; the standard head: the
+backbone's pooler, dropout, a linear scorer, as BertForSequenceClassification) trained on groups of one
+positive and n-1 first-stage negatives, reranking the first stage's top-k."""
 
 from __future__ import annotations
 
@@ -18,15 +19,27 @@ from .base import Built, PerfHooks, Stage
 
 
 class CrossEncoder(nn.Module):
-    def __init__(self, backbone: nn.Module):
+    """``head="pooler"``: pooler -> dropout -> linear where the backbone has a pooler (so the pooler a
+    full or BitFit cell counts is trained), else the first token's state -> dropout -> linear;
+    ``head="cls"``: a linear scorer on the first token's state (the harness before the pooler head).
+    The scorer runs in fp32 whatever the autocast: bf16 scores would tie."""
+
+    def __init__(self, backbone: nn.Module, head: str = "pooler"):
         super().__init__()
         self.backbone = backbone
-        self.head = nn.Linear(backbone.config.hidden_size, 1)
+        self.use_pooler = head == "pooler" and getattr(backbone, "pooler", None) is not None
+        config = backbone.config
+        rate = getattr(config, "classifier_dropout", None) or getattr(config, "hidden_dropout_prob", 0.1)
+        self.dropout = nn.Dropout(rate) if head == "pooler" else nn.Identity()
+        self.head = nn.Linear(config.hidden_size, 1)
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
 
     def forward(self, **encoded) -> torch.Tensor:
-        return self.head(self.backbone(**encoded).last_hidden_state[:, 0]).squeeze(-1)
+        out = self.backbone(**encoded)
+        features = out.pooler_output if self.use_pooler else out.last_hidden_state[:, 0]
+        with torch.autocast(features.device.type, enabled=False):
+            return self.head(self.dropout(features).float()).squeeze(-1)
 
 
 def encode_pairs(tokenizer, queries: list[str], docs: list[str], max_length: int):
@@ -93,6 +106,7 @@ class RerankTrain(TrainSettings):
     max_length: PositiveInt = setting(192)
     loss: Literal["softmax", "bce"] = setting("softmax")
     head_lr: PositiveFloat = setting(1e-3)
+    head: Literal["pooler", "cls"] = setting("pooler", id_default="cls")  # see CrossEncoder
 
 
 class RerankEval(EvalSettings):
@@ -145,7 +159,7 @@ class Rerank(Stage):
         from ..models import load_backbone
 
         tokenizer, backbone = load_backbone(cell.model, seed=cell.seed)
-        model = CrossEncoder(backbone)
+        model = CrossEncoder(backbone, (cell.train or {}).get("head", "pooler"))
         return Built(model, tokenizer, [backbone], head_params=tuple(model.head.parameters()))
 
     def batches(self, built, groups, train, settings):

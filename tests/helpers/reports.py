@@ -19,6 +19,8 @@ def write_cell(
     losses=None,
     model="minilm",
     stage="rerank",
+    extra_metrics=None,
+    depth=None,
 ):
     folder = root / "mini" / cell_id
     folder.mkdir(parents=True)
@@ -31,10 +33,15 @@ def write_cell(
         "seed": seed,
         "model": model,
         "pct": pct,
-        "config": {"method": method, "budget": budget, "datasets": {"eval": [dataset]}},
+        "config": {
+            "method": method,
+            "budget": budget,
+            "datasets": {"eval": [dataset]},
+            **({"eval": {"depth": depth}} if depth else {}),
+        },
     }
     if status == "done":
-        result["metrics"] = {dataset: {"ndcg@10": statistics.mean(values)}}
+        result["metrics"] = {dataset: {"ndcg@10": statistics.mean(values), **(extra_metrics or {})}}
         per_query = {dataset: {q: {"ndcg@10": v} for q, v in zip(QUERIES, values)}}
         (folder / "per_query.json").write_text(json.dumps(per_query))
     else:

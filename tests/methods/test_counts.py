@@ -45,10 +45,10 @@ def test_full_trains_everything():
 
 @pytest.mark.parametrize("budget", [0.5, 6.7])
 @pytest.mark.parametrize("name", [n for n in encoder_methods() if n not in ("full", "bitfit")])
-def test_solver_lands_within_a_tenth_of_a_point(name, budget):
+def test_solver_lands_within_ten_percent_of_the_budget(name, budget):
     plan = methods.plan(BertConfig(), name, budget)
     assert plan.applicable, plan.reason
-    assert abs(plan.pct - budget) <= 0.1
+    assert abs(plan.pct - budget) <= 0.1 * budget
     # the solver's count is the real count of a model built with those knobs
     assert methods.apply(_bert_base_on_meta(), name, **plan.knobs).trainable == plan.trainable
 
