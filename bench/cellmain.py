@@ -20,6 +20,9 @@ def main() -> int:
         import torch
 
         torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
+    from .environment import claim_gpu_share
+
+    claim_gpu_share()
     from .cells import Cell
     from .worker import execute
 

@@ -100,6 +100,12 @@ def _report_command(args) -> int:
     return report_from_cli(args)
 
 
+def _export_command(args) -> int:
+    from .export import export_from_cli
+
+    return export_from_cli(args)
+
+
 def _migrate_command(args) -> int:
     from .runner import migrate_from_cli
 
@@ -150,6 +156,12 @@ def _grid_arguments(r, store_flag: str = "--out") -> None:
         "--depth", type=positive_int, default=None, help="candidates reranked (rerank, qlm) or retrieved (dense)"
     )
     r.add_argument("--metrics", default=None, help="comma-separated ranx metrics (default: the stage's)")
+    r.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="the device the grid is meant for: picks the suite's profile (GPU-sized batches on cuda)",
+    )
     if store_flag == "--out":
         r.add_argument("--out", default="runs", help="run store directory")
 
@@ -241,7 +253,28 @@ def build_parser() -> argparse.ArgumentParser:
     _grid_arguments(rp, store_flag="--runs")
     rp.add_argument("--runs", default="runs", help="run store directory")
     rp.add_argument("--out", default="reports", help="output directory")
+    rp.add_argument(
+        "--format",
+        choices=["site", "jsonl"],
+        default="site",
+        help="site: leaderboards, the static site and results.jsonl; jsonl: the cell records alone",
+    )
+    rp.add_argument(
+        "--include",
+        action="append",
+        default=None,
+        metavar="RESULTS.jsonl",
+        help="merge the cells of another store's results.jsonl into this report (repeatable)",
+    )
     rp.set_defaults(func=_report_command)
+
+    ex = _parser(
+        sub, "export", help="a finished cell as a model others load (transformers, sentence-transformers, peft)"
+    )
+    ex.add_argument("cell", help="the cell's folder: RUN_DIR/<suite>/<cell-id>")
+    ex.add_argument("--format", choices=["hf", "sentence-transformers", "peft"], default="hf", help="what to write")
+    ex.add_argument("--out", required=True, help="a new folder for the model and its card")
+    ex.set_defaults(func=_export_command)
 
     so = _parser(sub, "store", help="run store maintenance")
     store_sub = so.add_subparsers(dest="store_command", required=True)

@@ -268,9 +268,9 @@ def _stage_section(section, stage, where: str) -> dict:
     return section
 
 
-def load_suite(name: str) -> Suite:
+def load_suite(name: str, device: str | None = "cpu") -> Suite:
     raw, where = read_suite(name)
-    return parse_suite(raw, where)
+    return parse_suite(apply_profile(raw, device or "cpu", where), where)
 
 
 # ---------------------------------------------------------------- command-line overrides
@@ -328,9 +328,41 @@ def default_suite(args) -> str:
     return smoke or "smoke"
 
 
+DEVICES = ("cpu", "cuda")
+
+
+def target_device(choice: str | None) -> str:
+    """``--device``: cpu, cuda, or auto (cuda where this machine has a GPU)."""
+    if choice in (None, "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice not in DEVICES:
+        raise BenchError(f"--device {choice!r}: choose auto, {', '.join(DEVICES)}")
+    return choice
+
+
+def apply_profile(raw: dict, device: str, where: str) -> dict:
+    """A suite's ``profiles: {cuda: {...}, cpu: {...}}``: the settings for the device the grid is meant for
+    (GPU-sized batches on a GPU), merged over the suite's own."""
+    raw = dict(raw)
+    profiles = raw.pop("profiles", None) or {}
+    if not isinstance(profiles, dict) or set(profiles) - set(DEVICES):
+        raise BenchError(
+            f"suite {where}: profiles maps a device ({', '.join(DEVICES)}) to settings, "
+            f"got {sorted(profiles) if isinstance(profiles, dict) else profiles!r}"
+        )
+    chosen = profiles.get(device) or {}
+    if not isinstance(chosen, dict) or "name" in chosen or "profiles" in chosen:
+        raise BenchError(f"suite {where}: profiles.{device} must be a mapping of settings (not name or profiles)")
+    return deep_merge(raw, chosen)
+
+
 def resolve(args) -> tuple[Suite, Overrides]:
-    """The suite named by ``--suite`` (or the stage's smoke suite) with the grid flags of ``args`` applied."""
+    """The suite named by ``--suite`` (or the stage's smoke suite), its profile for the target device, and
+    the grid flags of ``args`` on top."""
     raw, where = read_suite(default_suite(args))
+    raw = apply_profile(raw, target_device(getattr(args, "device", None)), where)
     over = overrides_from(args)
     suite = parse_suite({**raw, **over.suite}, where)
     return suite, over

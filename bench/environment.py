@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import resource
 import subprocess
@@ -88,3 +89,55 @@ def resolve_precision(value: str) -> str:
     except AttributeError:  # private probes; absent in some torch builds
         native = False
     return "bf16" if native else "no"
+
+
+SHARE_ENV = "BENCH_GPU_SHARE"
+
+
+def gpu_share() -> float:
+    """This worker's share of its card (1.0: the card to itself)."""
+    try:
+        return float(os.environ.get(SHARE_ENV, "1.0"))
+    except ValueError:
+        return 1.0
+
+
+def claim_gpu_share() -> None:
+    """Several workers on one card: each may allocate its share of the card's memory, no more."""
+    import torch
+
+    share = gpu_share()
+    if share < 1.0 and torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(share)
+
+
+def start_gpu_meter(device) -> None:
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_gpu_memory_mb(device) -> float | None:
+    import torch
+
+    if str(device).startswith("cuda"):
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return None
+
+
+def free_gpu_caches() -> None:
+    """Between cells: the memory a finished cell held goes back to the card."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()

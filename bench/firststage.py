@@ -197,7 +197,7 @@ def read_trec_run(path: Path, depth: int) -> dict:
     run: dict[str, dict[str, float]] = {}
     for number, line in _lines(path):
         parts = line.split()
-        if not parts:
+        if not parts or parts[0].startswith("#"):  # blank, or a comment (an ir_metadata header)
             continue
         if len(parts) != 6:
             raise BenchError(f"{path}:{number}: a TREC run line has 6 fields (qid Q0 docid rank score tag)")
@@ -227,11 +227,17 @@ def irds_scoreddocs(collection: Collection, depth: int) -> dict:
     return {q: _top(docs, depth) for q, docs in run.items()}
 
 
-def write_trec_run(run: dict, path: Path, tag: str) -> None:
-    """The run in TREC format, in ``evaluate.ranked`` order, scores unrounded (repr round-trips a float)."""
+def write_trec_run(run: dict, path: Path, tag: str, metadata: dict | None = None) -> None:
+    """The run in TREC format, in ``evaluate.ranked`` order, scores unrounded (repr round-trips a float).
+    ``metadata``: a header of ``#`` comment lines between ``ir_metadata.start`` and ``ir_metadata.end`` (the
+    ir_metadata convention; strip them with ``grep -v '^#'`` for tools that read only run lines)."""
     from .evaluate import ranked
 
     lines = []
+    if metadata:
+        lines.append("# ir_metadata.start")
+        lines += [f"# {key}: {json.dumps(value, sort_keys=True)}" for key, value in metadata.items()]
+        lines.append("# ir_metadata.end")
     for q, docs in run.items():
         for rank, (d, s) in enumerate(ranked(docs), 1):
             lines.append(f"{q} Q0 {d} {rank} {float(s)!r} {tag}")

@@ -5,6 +5,7 @@ runs the same ``execute`` and the run store is the only channel back."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ FORWARDED_ENV = (
     "BENCH_MPNET_PATH",
     "BENCH_FAULTS",
     "BENCH_PLUGINS",
+    "BENCH_COMMAND",
     "BENCH_MODEL_CACHE",
     "IR_DATASETS_HOME",
     "HF_HOME",
@@ -62,12 +64,19 @@ def run_local(cells: list, out: Path, workers: int, on_done, processes_per_cell:
     _run_subprocesses(cells, out, max(1, workers), on_done, processes_per_cell)
 
 
-def _worker_env(slot: int, workers: int, processes: int) -> dict:
+SHARE_ENV = "BENCH_GPU_SHARE"  # the share of its card a worker may allocate (torch's memory fraction)
+
+
+def _worker_env(slot: int, workers: int, processes: int, alone: bool = False) -> dict:
+    """A worker's environment: its card(s) and, when several workers share a card, its share of the card's
+    memory (``alone``: the card to itself); without GPUs, its share of the CPU cores."""
     env = dict(os.environ)
     gpus = _gpu_count()
     if gpus:
         first = slot * processes
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str((first + i) % gpus) for i in range(processes))
+        per_card = math.ceil(workers * processes / gpus)
+        env[SHARE_ENV] = "1.0" if alone or per_card <= 1 else f"{1.0 / per_card:.6f}"
     else:
         env["BENCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // (workers * processes)))
     return env
@@ -99,9 +108,28 @@ def _die_with_parent() -> None:  # a killed launcher takes its workers with it (
 
 
 def _run_subprocesses(cells: list, out: Path, workers: int, on_done, processes: int) -> None:
+    """Worker processes, ``workers`` at a time. A cell that ran out of memory on a shared card runs again
+    afterwards with the card to itself (one cell at a time) before it counts as failed."""
+    retry = _pool(cells, out, workers, processes, on_done=None, alone=False)
+    for cell in cells:
+        if cell not in retry:
+            on_done(cell)
+    if retry:
+        _pool(retry, out, 1, processes, on_done=on_done, alone=True)
+
+
+def _out_of_memory_on_a_share(cell, out: Path) -> bool:
+    from .results import load
+    from .store import RunStore
+
+    result = load(RunStore(out, cell.suite).dir_for(cell), quiet=True)
+    return result is not None and result.extra.get("out_of_memory_share") is not None
+
+
+def _pool(cells: list, out: Path, workers: int, processes: int, on_done, alone: bool) -> list:
     from .files import write_json
 
-    pending, running = list(cells), {}
+    pending, running, retry = list(cells), {}, []
     try:
         while pending or running:
             while pending and len(running) < workers:
@@ -111,7 +139,7 @@ def _run_subprocesses(cells: list, out: Path, workers: int, on_done, processes: 
                 write_json(cell_file, cell.to_json())
                 proc = subprocess.Popen(
                     _worker_command(cell_file, out, processes),
-                    env=_worker_env(slot, workers, processes),
+                    env=_worker_env(slot, workers, processes, alone),
                     preexec_fn=_die_with_parent,
                 )
                 running[proc] = (slot, cell, cell_file)
@@ -119,7 +147,10 @@ def _run_subprocesses(cells: list, out: Path, workers: int, on_done, processes: 
             for proc in [p for p in running if p.poll() is not None]:
                 _, cell, cell_file = running.pop(proc)
                 cell_file.unlink(missing_ok=True)
-                on_done(cell)
+                if not alone and _out_of_memory_on_a_share(cell, out):
+                    retry.append(cell)
+                elif on_done is not None:
+                    on_done(cell)
     finally:
         for proc in running:
             proc.kill()
@@ -127,6 +158,7 @@ def _run_subprocesses(cells: list, out: Path, workers: int, on_done, processes: 
             (Path(out) / "_queue").rmdir()  # gone once empty: nothing left behind after a run
         except OSError:
             pass
+    return retry
 
 
 def _execute_remote(cell: dict, out: str) -> str:

@@ -66,6 +66,7 @@ class CellResult:
     train: dict = field(default_factory=dict)
     times: dict = field(default_factory=dict)
     peak_memory_mb: float | None = None
+    peak_gpu_memory_mb: float | None = None  # torch.cuda.max_memory_allocated over the cell (None on CPU)
     device: str | None = None
     processes: int = 1
     versions: dict = field(default_factory=dict)
@@ -110,8 +111,8 @@ def for_cell(cell, status: Status, **fields) -> CellResult:
     return CellResult(status=status, **identity, **fields)
 
 
-def failure(cell, status: Status, error: str, trace: str | None) -> CellResult:
-    return for_cell(cell, status, error=error, traceback=trace)
+def failure(cell, status: Status, error: str, trace: str | None, extra: dict | None = None) -> CellResult:
+    return for_cell(cell, status, error=error, traceback=trace, extra=extra or {})
 
 
 def upgrade(data: dict) -> dict:
@@ -210,4 +211,82 @@ def scan(root: Path) -> list[LoadedCell]:
         loaded = load_cell(path.parent)
         if loaded is not None:
             cells.append(loaded)
+    return cells
+
+
+# ---------------------------------------------------------------- records others can read (JSON lines)
+
+RECORD_SCHEMA = "peft-ir-bench/cell/1"
+RECORD_FIELDS = (
+    "cell_id",
+    "suite",
+    "stage",
+    "method",
+    "budget",
+    "seed",
+    "status",
+    "error",
+    "model",
+    "knobs",
+    "trainable",
+    "backbone",
+    "pct",
+    "head",
+    "datasets",
+    "first_stage",
+    "metrics",
+    "eval",
+    "times",
+    "peak_memory_mb",
+    "device",
+    "precision",
+    "processes",
+    "versions",
+    "git_commit",
+    "dataset_fingerprints",
+)
+
+
+def to_record(cell: LoadedCell) -> dict:
+    """One cell as a self-contained record: identity, method, knobs, counts, budget, seed, metrics per
+    dataset, times, memory, versions; the cell's settings (``config``), its per-query metrics and its
+    training losses, so that another store's report can test and plot it as its own."""
+    r = cell.result
+    data = r.to_json()
+    record = {"record_schema": RECORD_SCHEMA, **{k: data[k] for k in RECORD_FIELDS}}
+    record["config"] = r.config
+    record["per_query"] = cell.per_query
+    record["losses"] = cell.losses
+    return record
+
+
+def from_record(record: dict, where: str) -> LoadedCell:
+    """A record written by ``to_record`` (of this or a later minor schema), as a loaded cell."""
+    from .errors import BenchError
+
+    if not isinstance(record, dict) or not str(record.get("record_schema", "")).startswith("peft-ir-bench/cell/"):
+        raise BenchError(
+            f"{where}: not a peft-ir-bench cell record (record_schema missing); write one with "
+            "bench report --format jsonl"
+        )
+    data = {k: v for k, v in record.items() if k not in ("record_schema", "per_query", "losses")}
+    data.setdefault("schema", SCHEMA)
+    result = CellResult.from_json(data)
+    name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(result.cell_id))[:64] or "cell"
+    return LoadedCell(Path(where) / name, result, record.get("per_query") or {}, record.get("losses") or [])
+
+
+def read_records(path: Path) -> list[LoadedCell]:
+    from .data import _lines
+    from .errors import BenchError
+
+    cells = []
+    for number, line in _lines(Path(path)):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BenchError(f"{path}:{number}: malformed JSON ({exc.msg})") from None
+        cells.append(from_record(record, f"{path}:{number}"))
     return cells

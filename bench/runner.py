@@ -3,6 +3,7 @@ through a launcher, summarise, print the leaderboard. The run store decides what
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections import Counter
@@ -42,6 +43,9 @@ def writable_folder(path: Path, flag: str) -> Path:
 
 
 def run_from_cli(args) -> int:
+    import shlex
+
+    os.environ.setdefault("BENCH_COMMAND", "bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     suite, cells, store = resolve_grid(args)
     check_inputs(cells)
     writable_folder(Path(args.out), "--out")
@@ -163,50 +167,76 @@ def check_inputs(cells: list[Cell]) -> None:
         cached_collection(ref)
 
 
+GRID_FLAGS = (
+    "methods",
+    "budgets",
+    "seeds",
+    "datasets",
+    "stage",
+    "model",
+    "first_stage",
+    "precision",
+    "epochs",
+    "max_steps",
+    "max_queries",
+    "batch_size",
+    "depth",
+    "metrics",
+)
+
+
 def report_from_cli(args) -> int:
     """``bench report``: every cell in the suite's run store folder (only the grid's cells when grid flags
-    are given), then the leaderboard files and the static site."""
-    from .errors import BenchError
+    are given) and the cells of ``--include`` record files (other stores' ``results.jsonl``), then the
+    leaderboard files and the static site, or (``--format jsonl``) only the records."""
+    from .errors import BenchError, warn
+    from .files import atomic_write_text
     from .report.site import build
-    from .results import scan
+    from .results import read_records, scan, to_record
 
-    grid_flags = (
-        "methods",
-        "budgets",
-        "seeds",
-        "datasets",
-        "stage",
-        "model",
-        "first_stage",
-        "precision",
-        "epochs",
-        "max_steps",
-        "max_queries",
-        "batch_size",
-        "depth",
-        "metrics",
-    )
-    restricted = any(getattr(args, flag, None) is not None for flag in grid_flags)
+    includes = [Path(p) for p in (getattr(args, "include", None) or [])]
+    restricted = any(getattr(args, flag, None) is not None for flag in GRID_FLAGS)
     try:
         suite, cells, store = resolve_grid(args, Path(args.runs))
         name = suite.name
-    except BenchError:  # not a suite here (a store from elsewhere): its folder alone
-        if restricted or not args.suite or not (Path(args.runs) / args.suite).is_dir():
+    except BenchError:  # not a suite here (a store from elsewhere, or only --include): its folder alone
+        if restricted or not args.suite or not ((Path(args.runs) / args.suite).is_dir() or includes):
             raise
         name, cells, store = args.suite, None, RunStore(Path(args.runs), args.suite)
-    if not store.root.is_dir():
+    if not store.root.is_dir() and not includes:
         raise BenchError(
             f"no run store for suite {name!r} under {store.out}: run `bench run --suite {args.suite or name}`"
-            " first or pass --runs"
+            " first, pass --runs, or --include another store's results.jsonl"
         )
+    for path in includes:
+        if not path.is_file():
+            raise BenchError(f"--include {path}: no such file (a results.jsonl written by bench report)")
     writable_folder(Path(args.out), "--out")
-    if restricted:
+    if not store.root.is_dir():
+        loaded = []
+    elif restricted:
         loaded = [c for c in (store.loaded(cell) for cell in cells) if c is not None]
     else:
         loaded = scan(store.root)
+    seen = {c.result.cell_id for c in loaded}
+    for path in includes:
+        for cell in read_records(path):
+            if cell.result.cell_id in seen:
+                warn(f"{path}: cell {cell.result.cell_id} is already in the report: the first copy kept")
+                continue
+            seen.add(cell.result.cell_id)
+            loaded.append(cell)
+    target = Path(args.out) / name
+    records = "".join(json.dumps(to_record(c), sort_keys=True) + "\n" for c in loaded)
+    if getattr(args, "format", "site") == "jsonl":
+        atomic_write_text(target / "results.jsonl", records)
+        print(f"records: {target / 'results.jsonl'} ({len(loaded)} cells)")
+        return 0
     expected = _expected(cells) if cells is not None else None
-    index = build(loaded, name, Path(args.out), source=str(store.root), expected=expected)
-    print(f"report: {index} (and leaderboard.csv / .md / .tex beside it)")
+    source = ", ".join([str(store.root)] * store.root.is_dir() + [str(p) for p in includes])
+    index = build(loaded, name, Path(args.out), source=source, expected=expected)
+    atomic_write_text(target / "results.jsonl", records)
+    print(f"report: {index} (and leaderboard.csv / .md / .tex, results.jsonl beside it)")
     return 0
 
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import os
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 from methods import BudgetUnreachable
 
-from . import results
+from . import environment, results
 from .cells import Cell
 from .errors import BenchError
 from .files import write_json
 from .results import Status
 from .stages import get_stage, run_cell
-from .stages.base import FAULTS_ENV, _forced_fault
+from .stages.base import FAULTS_ENV, raise_forced_fault
 from .store import CONFIG, Heartbeat, RunStore, reset
 from .train import Diverged
 
@@ -36,14 +37,14 @@ def execute(cell: Cell, out: Path, reraise_user_errors: bool = True) -> tuple[St
     if not is_main_rank():  # data parallel: the other ranks only train; rank 0 owns the store
         run_cell(stage, cell, directory, cache)
         return Status.DONE, ""
+    attempts = _earlier_attempts(directory)
     reset(directory)  # an interrupted or failed attempt left partial files: start clean
     directory.mkdir(parents=True, exist_ok=True)
     write_json(directory / CONFIG, cell.to_json())
-    status, error, trace = Status.DONE, "", None
+    status, error, trace, extra = Status.DONE, "", None, {}
     with Heartbeat(directory):
         try:
-            if _forced_fault(cell) == "raise":
-                raise RuntimeError(f"fault forced by {FAULTS_ENV}")
+            raise_forced_fault(cell)
             run_cell(stage, cell, directory, cache)
         except BenchError as exc:
             if reraise_user_errors:
@@ -59,6 +60,33 @@ def execute(cell: Cell, out: Path, reraise_user_errors: bool = True) -> tuple[St
                 f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
                 traceback.format_exc(),
             )
+            if environment.is_out_of_memory(exc):
+                share = environment.gpu_share()
+                if share < 1.0:  # the launcher runs it again with the card to itself
+                    extra["out_of_memory_share"] = share
+                    error = f"out of memory on a shared card (share {share:g}): {error}"
+                else:
+                    error = f"out of memory with the card to itself: {error}"
         if status is not Status.DONE:
-            results.write(directory, results.failure(cell, status, error, trace))
+            results.write(directory, results.failure(cell, status, error, trace, extra))
+        if attempts:
+            _record_attempts(directory, attempts)
+    environment.free_gpu_caches()
     return status, error
+
+
+def _earlier_attempts(directory: Path) -> list[dict]:
+    """The attempts a retry follows (an out-of-memory failure on a shared card), kept in its result."""
+    earlier = results.load(directory, quiet=True)
+    if earlier is None or earlier.extra.get("out_of_memory_share") is None:
+        return []
+    return earlier.extra.get("attempts", []) + [
+        {"status": earlier.status.value, "error": earlier.error, "gpu_share": earlier.extra["out_of_memory_share"]}
+    ]
+
+
+def _record_attempts(directory: Path, attempts: list[dict]) -> None:
+    result = results.load(directory, quiet=True)
+    if result is not None:
+        extra = {k: v for k, v in result.extra.items() if k != "out_of_memory_share"}
+        results.write(directory, replace(result, extra={**extra, "attempts": attempts}))

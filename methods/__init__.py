@@ -17,7 +17,7 @@ from .arch import ARCHITECTURES, family_of
 from .budget import Plan, parse_budget, plan, solve
 from .core import MethodRecord, record_of
 from .errors import BudgetUnreachable, MethodError
-from .io import export_peft_lora, load, save
+from .io import export_peft_lora, folded_state, from_pretrained, load, save
 from .prompt import PromptInputs, PromptPart, prompt_parts, soft_prompt
 from .qpeft import query_hint, select_hint_tokens
 from .registry import TOKEN_SOURCES, get_method, names
@@ -35,6 +35,8 @@ __all__ = [
     "apply",
     "apply_towers",
     "export_peft_lora",
+    "folded_state",
+    "from_pretrained",
     "get_method",
     "load",
     "names",

@@ -54,13 +54,14 @@ def _write_json(path: Path, data: dict) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2, sort_keys=True)))
 
 
-def save(model: nn.Module, directory) -> Path:
+def save(model: nn.Module, directory, extra: dict | None = None) -> Path:
+    """The trained tensors (safetensors) and the method record (method.json, with ``extra`` keys)."""
     record = record_of(model)
     directory = Path(directory)
     tensors = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
     atomic_write(directory / WEIGHTS, lambda tmp: save_file(tensors, tmp))
-    extra = {"token_ids": _row_ids(model)} if get_method(record.method).takes_token_ids else {}
-    _write_json(directory / META, {**record.to_dict(), "tensors": sorted(tensors), **extra})
+    rows = {"token_ids": _row_ids(model)} if get_method(record.method).takes_token_ids else {}
+    _write_json(directory / META, {**record.to_dict(), "tensors": sorted(tensors), **rows, **(extra or {})})
     return directory
 
 
@@ -99,6 +100,43 @@ def load(model: nn.Module, directory):
             )
     model.load_state_dict(tensors, strict=False)
     return record
+
+
+def from_pretrained(directory, **kwargs) -> nn.Module:
+    """A model exported with its method's modules (``bench export --format hf`` of an adapter, prefix, MAM or
+    IAA cell): the transformers model saved in ``directory`` (its class named in method.json as
+    ``auto_class``), the method applied with its knobs and its trained tensors loaded. ``kwargs`` go to
+    ``from_pretrained`` (e.g. ``torch_dtype``)."""
+    import transformers
+
+    directory = Path(directory)
+    meta_path = directory / META
+    if not meta_path.exists():
+        raise MethodError(f"{meta_path} not found: point from_pretrained() at a folder written by bench export")
+    meta = json.loads(meta_path.read_text())
+    auto = getattr(transformers, meta.get("auto_class", "AutoModel"), None)
+    if auto is None:
+        raise MethodError(f"{meta_path}: unknown auto_class {meta.get('auto_class')!r}")
+    model = auto.from_pretrained(str(directory), **kwargs)
+    load(model, directory)
+    return model.eval()
+
+
+def folded_state(model: nn.Module) -> dict:
+    """``model``'s state with every LoRA delta added into its linear weight (W + alpha/r B A) and no
+    ``peft_`` tensor left: the weights of a plain transformers model computing what ``model`` computes."""
+    state = {}
+    deltas = {}
+    for name, module in model.named_modules():
+        delta = getattr(module, "peft_lora", None)
+        if delta is not None:
+            weight = delta.lora_B.weight @ delta.lora_A.weight * delta.scaling
+            deltas[f"{name}.weight" if name else "weight"] = weight.detach()
+    for name, value in model.state_dict().items():
+        if "peft_" in name:
+            continue
+        state[name] = (value + deltas[name].to(value.dtype)) if name in deltas else value
+    return state
 
 
 def export_peft_lora(model: nn.Module, directory) -> Path:

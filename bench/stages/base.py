@@ -110,6 +110,18 @@ class Stage(ABC):
 # ---------------------------------------------------------------- the one cell runner
 
 
+def raise_forced_fault(cell) -> None:
+    """BENCH_FAULTS (tests): ``raise`` fails the cell; ``oom`` runs out of memory on a shared card (a share
+    below 1), ``oom-always`` with the card to itself too."""
+    import torch
+
+    fault = _forced_fault(cell)
+    if fault == "raise":
+        raise RuntimeError(f"fault forced by {FAULTS_ENV}")
+    if fault == "oom-always" or (fault == "oom" and environment.gpu_share() < 1.0):
+        raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (fault forced by {FAULTS_ENV})")
+
+
 def _forced_fault(cell) -> str | None:
     for item in os.environ.get(FAULTS_ENV, "").split(","):
         method, _, kind = item.partition("=")
@@ -205,6 +217,22 @@ def fit(stage: Stage, cell, built: Built, settings: TrainSettings, directory: Pa
     return stats
 
 
+def run_metadata(cell, ref: str) -> dict:
+    """Who made a run (ir_metadata's spirit): the system, its budget and seed, the cell's identity hash."""
+    return {
+        "tag": f"{cell.method}-{cell.budget}-s{cell.seed}",
+        "system": cell.method,
+        "stage": cell.stage,
+        "budget": cell.budget,
+        "seed": cell.seed,
+        "model": cell.model,
+        "config_hash": cell.id,
+        "collection": ref,
+        "implementation": "peft-ir-bench",
+        "git_commit": environment.git_commit(),
+    }
+
+
 def evaluate_all(stage: Stage, cell, directory: Path, cache: Path, score, needs_candidates: bool) -> dict:
     """Every eval dataset: metrics, per-query metrics and the TREC run."""
     metrics, per_query, timing = {}, {}, {}
@@ -214,7 +242,12 @@ def evaluate_all(stage: Stage, cell, directory: Path, cache: Path, score, needs_
         run, timing[ref] = score(coll, cands)
         names = tuple(cell.eval.get("metrics") or stage.metrics)
         metrics[ref], per_query[ref] = evaluate_run(coll.qrels, run, names, coll.relevance_level)
-        write_trec_run(run, directory / f"run.{safe_name(ref)}.trec", cell.method)
+        write_trec_run(
+            run,
+            directory / f"run.{safe_name(ref)}.trec",
+            f"{cell.method}-{cell.budget}-s{cell.seed}",
+            run_metadata(cell, ref),
+        )
     write_json(directory / "per_query.json", per_query)
     return {"metrics": metrics, "eval": timing}
 
@@ -231,6 +264,7 @@ def run_cell(stage: Stage, cell, directory: Path, cache: Path) -> results.CellRe
         built = stage.build(cell)
         accelerator = make_accelerator(environment.resolve_precision(cell.mixed_precision or "no"))
         device = accelerator.device
+        environment.start_gpu_meter(device)
         if system is Role.UNTRAINED:
             record = _untrained_record(cell.method, built.backbone)
             _maybe_compile(cell, built.model)
@@ -270,12 +304,14 @@ def run_cell(stage: Stage, cell, directory: Path, cache: Path) -> results.CellRe
         train=stats,
         times={"total_s": time.perf_counter() - started, "train_s": stats.get("train_s", 0.0)},
         peak_memory_mb=environment.peak_memory_mb(device),
+        peak_gpu_memory_mb=environment.peak_gpu_memory_mb(device),
         device=environment.device_name(device),
         processes=int(os.environ.get("WORLD_SIZE", "1")),
         versions=environment.versions(),
         git_commit=environment.git_commit(),
         dataset_fingerprints={ref: cached_collection(ref).fingerprint for ref in cell.datasets["eval"]},
         precision=environment.resolve_precision(cell.mixed_precision) if cell.mixed_precision else None,
+        extra={"command": os.environ["BENCH_COMMAND"]} if os.environ.get("BENCH_COMMAND") else {},
     )
     results.write(directory, result)
     return result

@@ -120,3 +120,13 @@ def test_command_line_flags_win_over_stage_sections():
     assert lora.train["epochs"] == 1  # the dense section says 2
     assert (lora.eval["max_queries"], lora.eval["batch_size"], lora.eval["depth"]) == (7, 3, 50)
     assert lora.eval["metrics"] == ["ndcg@10", "recall@50"]
+
+
+def test_device_profiles_size_the_grid_for_its_device(tmp_path):
+    gpu, cpu = expand(load_suite("scifact", "cuda")), expand(load_suite("scifact", "cpu"))
+    assert {c.eval["batch_size"] for c in gpu} == {512} and {c.eval["batch_size"] for c in cpu} == {64}
+    assert [c.train for c in gpu] == [c.train for c in cpu]  # training as validated on CPU
+    assert grid(suite="scifact", device="cuda", methods="lora", budgets="0.5", seeds="1")[1].eval["batch_size"] == 512
+    (tmp_path / "bad.yaml").write_text("extends: smoke\nname: bad\nprofiles: {tpu: {eval: {depth: 5}}}\n")
+    with pytest.raises(BenchError, match="profiles maps a device"):
+        load_suite(str(tmp_path / "bad.yaml"))

@@ -282,3 +282,59 @@ def test_missing_store_is_one_clear_error(tmp_path):
     assert "unknown suite 'nope'" in one_error_line(done)
     done = bench("report", "--runs", tmp_path, "--suite", "smoke", "--out", tmp_path / "out")
     assert "no run store for suite 'smoke'" in one_error_line(done)
+
+
+def test_a_report_merged_from_two_stores_equals_the_report_of_one_store(tmp_path):
+    """Two groups' stores (their results.jsonl) merged into one report give the files one store holding
+    every cell gives."""
+    from helpers.cli import bench
+
+    one, first, second = tmp_path / "one", tmp_path / "first", tmp_path / "second"
+    rng = np.random.default_rng(11)
+    cells = [
+        (f"{m}{s}", m, b, s, list(np.clip(rng.normal(0.5 + 0.05 * i, 0.1, len(QUERIES)), 0, 1)))
+        for i, (m, b) in enumerate([("full", "native"), ("lora", "0.5"), ("adapter", "0.5")])
+        for s in range(3)
+    ]
+    for k, (cell_id, method, budget, seed, values) in enumerate(cells):
+        pct = 100.0 if method == "full" else 0.5
+        write_cell(one, cell_id, method, budget, seed, values, pct=pct, losses=[2.0, 1.5, 1.2] * 7)
+        write_cell(
+            first if k % 2 else second, cell_id, method, budget, seed, values, pct=pct, losses=[2.0, 1.5, 1.2] * 7
+        )
+    for runs in (one, first, second):
+        done = bench("report", "--suite", "mini", "--runs", runs, "--out", runs / "reports")
+        assert done.returncode == 0, done.stderr[-2000:]
+    merged = bench(
+        "report",
+        "--suite",
+        "mini",
+        "--runs",
+        first,
+        "--out",
+        tmp_path / "merged",
+        "--include",
+        second / "reports" / "mini" / "results.jsonl",
+    )
+    assert merged.returncode == 0, merged.stderr[-2000:]
+    for name in ("leaderboard.csv", "leaderboard.md", "leaderboard.tex"):
+        assert (tmp_path / "merged" / "mini" / name).read_text() == (one / "reports" / "mini" / name).read_text()
+    records = [json.loads(line) for line in (one / "reports" / "mini" / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 9 and {r["record_schema"] for r in records} == {"peft-ir-bench/cell/1"}
+    assert set(records[0]) >= {
+        "cell_id",
+        "method",
+        "knobs",
+        "trainable",
+        "pct",
+        "budget",
+        "seed",
+        "metrics",
+        "times",
+        "peak_memory_mb",
+        "versions",
+        "config",
+        "per_query",
+    }
+    only = bench("report", "--suite", "mini", "--runs", one, "--out", tmp_path / "jsonl", "--format", "jsonl")
+    assert only.returncode == 0 and not (tmp_path / "jsonl" / "mini" / "index.html").exists()

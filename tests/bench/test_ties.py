@@ -14,6 +14,8 @@ def ndcg_at_10_like_trec_eval(qrels: dict, lines: list[str]) -> dict:
     (the file's rank column ignored), gains = grades, log2 discount."""
     by_query = {}
     for line in lines:
+        if line.startswith("#"):
+            continue
         q, _, d, _, score, _ = line.split()
         by_query.setdefault(q, []).append((float(score), d))
     out = {}
@@ -45,7 +47,11 @@ def test_metrics_from_the_saved_run_equal_the_metrics(tmp_path):
         assert per_query[q]["ndcg@10"] == pytest.approx(from_file[q], abs=1e-12)
     assert means["ndcg@10"] == pytest.approx(sum(from_file.values()) / 2, abs=1e-12)
     # the file lists that very order, with its ranks, and scores that read back exactly
-    listed = [(line.split()[0], line.split()[2], int(line.split()[3]), float(line.split()[4])) for line in lines]
+    listed = [
+        (line.split()[0], line.split()[2], int(line.split()[3]), float(line.split()[4]))
+        for line in lines
+        if not line.startswith("#")
+    ]
     for q, docs in run.items():
         mine = [(d, s) for qq, d, _, s in listed if qq == q]
         assert mine == ranked(docs)

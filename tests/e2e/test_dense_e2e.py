@@ -25,7 +25,10 @@ def test_dense_run_end_to_end_then_skips_done_cells(tmp_path):
         assert set(r["metrics"]["toy/test"]) == {"mrr@10", "recall@100", "recall@1000", "ndcg@10"}
     assert results["none"]["trainable"] == 0 and results["none"]["backbone"] == results["full"]["backbone"]
     run_file = out / "toyd" / results["lora"]["cell_id"] / "run.toy__test.trec"
-    assert len(run_file.read_text().splitlines()) == 2 * 8  # both test queries ranked against all 8 documents
+    lines = run_file.read_text().splitlines()
+    assert len([line for line in lines if not line.startswith("#")]) == 2 * 8  # both queries, all 8 documents
+    header = [line for line in lines if line.startswith("#")]  # who made the run (ir_metadata)
+    assert header[0] == "# ir_metadata.start" and f'# config_hash: "{results["lora"]["cell_id"]}"' in header
     assert results["lora"]["eval"]["toy/test"]["passages"] == 8
     again = bench("run", "--suite", str(tmp_path / "toyd.yaml"), "--out", str(out), env_path=tmp_path / "data")
     assert again.returncode == 0 and (again.stderr + again.stdout).count("skip ") == 4

@@ -73,7 +73,15 @@ def test_only_the_methods_tensors_get_gradients(name):
 
 
 def _mask(inputs, model):
-    return model.get_extended_attention_mask(inputs["attention_mask"], inputs["input_ids"].shape)
+    """The additive (batch, 1, 1, keys) mask eager attention takes (written out: transformers 5 dropped
+    get_extended_attention_mask)."""
+    keep = inputs["attention_mask"][:, None, None, :].to(torch.float32)
+    return (1.0 - keep) * torch.finfo(torch.float32).min
+
+
+def hidden_of(output):
+    """A block's hidden states: transformers 4.x returns a tuple, 5.x the tensor."""
+    return output[0] if isinstance(output, tuple) else output
 
 
 def _reference_iaa(variant, plain, injected, inputs):
@@ -83,13 +91,13 @@ def _reference_iaa(variant, plain, injected, inputs):
     first = h
     for plain_layer, layer in zip(plain.encoder.layer, injected.encoder.layer):
         if variant == "iaa-s":
-            a = plain_layer.attention(h, attention_mask=mask)[0] + layer.peft_aside_attn(h)
+            a = hidden_of(plain_layer.attention(h, attention_mask=mask)) + layer.peft_aside_attn(h)
             f = plain_layer.intermediate(a)
             h = plain_layer.output(f, a) + layer.peft_aside_ffn(a)
         elif variant == "iaa-l":
-            h = plain_layer(h, attention_mask=mask)[0] + layer.peft_aside(h)
+            h = hidden_of(plain_layer(h, attention_mask=mask)) + layer.peft_aside(h)
         else:
-            h = plain_layer(h, attention_mask=mask)[0]
+            h = hidden_of(plain_layer(h, attention_mask=mask))
     if variant == "iaa-m":
         h = h + injected.encoder.peft_aside(first)
     return h
