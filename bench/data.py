@@ -135,7 +135,8 @@ def _lines(path: Path):
             yield number, text.lstrip("\ufeff") if number == 1 else text
 
 
-def _jsonl(path: Path):
+def json_lines(path: Path):
+    """(line number, parsed JSON) of a JSON-lines file; a malformed line is one error naming file and line."""
     for number, line in _lines(path):
         if not line.strip():
             continue
@@ -155,7 +156,7 @@ def _require(path: Path, number: int, row: dict, keys: tuple) -> None:
 def _unique_rows(path: Path, kind: str):
     """(line number, id, row) of a BEIR jsonl file; an id seen twice is an error naming both lines."""
     seen: dict[str, int] = {}
-    for number, row in _jsonl(path):
+    for number, row in json_lines(path):
         _require(path, number, row, ("_id", "text"))
         key = str(row["_id"])
         if key in seen:

@@ -277,16 +277,6 @@ def from_record(record: dict, where: str) -> LoadedCell:
 
 
 def read_records(path: Path) -> list[LoadedCell]:
-    from .data import _lines
-    from .errors import BenchError
+    from .data import json_lines
 
-    cells = []
-    for number, line in _lines(Path(path)):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BenchError(f"{path}:{number}: malformed JSON ({exc.msg})") from None
-        cells.append(from_record(record, f"{path}:{number}"))
-    return cells
+    return [from_record(record, f"{path}:{number}") for number, record in json_lines(Path(path))]
