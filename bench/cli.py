@@ -75,7 +75,7 @@ def _list_command(args) -> int:
     stages = all_stages()
     print("suites:   " + ", ".join(list_suites()))
     print("stages:   " + ", ".join(f"{s.name} ({s.summary})" for s in stages))
-    for family in sorted({s.family for s in stages}):
+    for family in dict.fromkeys(s.family for s in stages):  # in the stages' order
         names = [n for n in methods.names() if family in methods.get_method(n).families]
         print(f"methods ({', '.join(s.name for s in stages if s.family == family)}): " + ", ".join(names))
     print("baselines: " + "; ".join(f"{b.name} ({b.summary})" for b in systems.BASELINES.values()))

@@ -183,7 +183,8 @@ def load_causal_lm(name: str, seed: int = 0):
         torch.manual_seed(seed)
         return tokenizer, AutoModelForCausalLM.from_config(load_config(name))
     model = _pretrained(AutoModelForCausalLM, resolve_path(name), name)
-    if not model.config.is_decoder and getattr(model.config, "model_type", "") in ("bert", "mpnet"):
+    kind = getattr(model.config, "model_type", "")
+    if kind in ("bert", "roberta", "xlm-roberta", "mpnet") and not getattr(model.config, "is_decoder", False):
         raise BenchError(f"model {name!r} is an encoder; the qlm stage needs a causal LM (e.g. smollm2)")
     return tokenizer, model
 
