@@ -114,15 +114,13 @@ def _depth(cell: LoadedCell) -> int | None:
 def build_rows(
     cells: list[LoadedCell],
     metrics: dict[str, list[str]] | None = None,
-    compare_: bool = True,
+    compare: bool = True,
     expected: dict[tuple, int] | None = None,
-    compare: bool | None = None,
 ) -> list[Row]:
     """Rows per family (stage, dataset, metric, budget) and system. ``metrics``: stage -> metric names
     (default: those the results hold, less those deeper than the candidates); ``expected``: (stage,
     dataset, method, budget) -> seeds the grid asks for (default: the cells present); ``compare``: fill the
     tests, marks and ranks."""
-    compare_ = compare_ if compare is None else compare
     groups: dict[tuple, list[LoadedCell]] = {}
     for cell in cells:
         if cell.status is Status.NOT_APPLICABLE:
@@ -168,9 +166,9 @@ def build_rows(
                 )
     for row in rows:
         _notes(row)
-    if compare_:
+    if compare:
         for family in families(rows).values():
-            _compare(family)
+            _test_family(family)
     return rows
 
 
@@ -230,7 +228,7 @@ def _matrix(row: Row, queries: list[str]) -> np.ndarray:
     return np.array([[run[q] for q in queries] for run in row.runs])
 
 
-def _compare(rows: list[Row]) -> None:
+def _test_family(rows: list[Row]) -> None:
     """Every pair of the family's systems tested, Holm-corrected within the family; marks and ranks."""
     tested = [r for r in rows if r.runs]
     pairs, raw = [], []
