@@ -9,7 +9,9 @@ import torch
 import methods
 from helpers.models import perturb, tiny_inputs, tiny_model
 
-adapters = pytest.importorskip("adapters", reason="the adapters library installs only beside transformers 4.57.x")
+adapters = pytest.importorskip(
+    "adapters", reason="the adapters library installs and imports only beside transformers 4.57.x", exc_type=ImportError
+)
 
 
 def reference(config_cls, r: int):
