@@ -119,7 +119,7 @@ def tiny_tokenizer(kind: str):
             pair="[CLS] $A [SEP] $B:1 [SEP]:1",
             special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
         )
-        return PreTrainedTokenizerFast(
+        tokenizer = PreTrainedTokenizerFast(
             tokenizer_object=core,
             unk_token="[UNK]",
             pad_token="[PAD]",
@@ -127,6 +127,9 @@ def tiny_tokenizer(kind: str):
             sep_token="[SEP]",
             mask_token="[MASK]",
         )
+        # BERT reads the segment of a pair: transformers 5 leaves token_type_ids out unless they are named
+        tokenizer.model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
+        return tokenizer
     return PreTrainedTokenizerFast(
         tokenizer_object=core, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
     )
