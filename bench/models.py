@@ -126,9 +126,10 @@ def tiny_tokenizer(kind: str):
             cls_token="[CLS]",
             sep_token="[SEP]",
             mask_token="[MASK]",
+            # BERT reads the segment of a pair: transformers 5 leaves token_type_ids out unless they are
+            # named, and only a constructor argument is saved with the tokenizer (so exports keep it)
+            model_input_names=["input_ids", "token_type_ids", "attention_mask"],
         )
-        # BERT reads the segment of a pair: transformers 5 leaves token_type_ids out unless they are named
-        tokenizer.model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
         return tokenizer
     return PreTrainedTokenizerFast(
         tokenizer_object=core, unk_token="<unk>", pad_token="<pad>", bos_token="<s>", eos_token="</s>"
