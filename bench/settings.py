@@ -74,6 +74,16 @@ class TrainSettings(Settings):
         return float(self.lr)
 
 
+class TokenBudgetSettings(TrainSettings):
+    """Training settings of a stage whose steps can run in token-budget chunks (``bench.packing``):
+    ``token_budget``: padded tokens per forward pass (None: the whole step at once, padded to its longest);
+    ``pad_to_multiple_of``: round each chunk's length up (8 for tensor cores). The step and its loss stay
+    the same; only how its sequences go through the encoder changes."""
+
+    token_budget: PositiveInt | None = setting(None)
+    pad_to_multiple_of: PositiveInt = setting(1)
+
+
 RANX_METRIC = re.compile(
     r"^(ndcg|ndcg_burges|dcg|dcg_burges|mrr|recall|precision|map|hits|hit_rate|f1|r-precision"
     r"|bpref)(@[1-9][0-9]*)?$"
@@ -126,6 +136,7 @@ __all__ = [
     "Settings",
     "StrictBool",
     "StrictInt",
+    "TokenBudgetSettings",
     "TrainSettings",
     "setting",
 ]

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .packing import Packed
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -27,6 +29,10 @@ def make_accelerator(mixed_precision: str = "no"):
     # some backbone tensors never reach the loss (BERT's pooler under full fine-tuning): DDP must know
     unused = DistributedDataParallelKwargs(find_unused_parameters=True)
     return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision, kwargs_handlers=[unused])
+
+
+def _movable(value) -> bool:
+    return torch.is_tensor(value) or isinstance(value, Packed)
 
 
 class Diverged(RuntimeError):
@@ -88,7 +94,7 @@ def train(
         tqdm(range(steps), desc=desc, leave=False, disable=not accelerator.is_main_process) as bar,
     ):
         for step in bar:
-            batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batches(step).items()}
+            batch = {k: v.to(accelerator.device) if _movable(v) else v for k, v in batches(step).items()}
             with accelerator.autocast():
                 loss = loss_fn(model, batch)
             non_finite = (~torch.isfinite(loss.detach())).float()

@@ -17,8 +17,9 @@ from tqdm.auto import tqdm
 from ..data import Collection
 from ..errors import BenchError
 from ..evaluate import DENSE_METRICS
+from ..packing import pack, packs
 from ..scoring import pad_rows
-from ..settings import EvalSettings, PositiveFloat, PositiveInt, Settings, StrictBool, TrainSettings, setting
+from ..settings import EvalSettings, PositiveFloat, PositiveInt, Settings, StrictBool, TokenBudgetSettings, setting
 from . import register
 from .base import Built, PerfHooks, Stage
 
@@ -55,7 +56,9 @@ class BiEncoder(nn.Module):
         """Training: ``q_*`` tensors (the queries) and ``d_*`` tensors (their documents) -> both vectors."""
         return self.encode("query", **_side(batch, "q_")), self.encode("doc", **_side(batch, "d_"))
 
-    def encode(self, side: str, **encoded) -> torch.Tensor:
+    def encode(self, side: str, packed=None, **encoded) -> torch.Tensor:
+        if packed is not None:  # a token-budget step: its chunks, vectors back in the step's order
+            return packed.apply(lambda **chunk: self.encode(side, **chunk))
         encoder = self.doc_encoder if side == "doc" and self.doc_encoder is not None else self.encoder
         hidden = encoder(**encoded).last_hidden_state
         vectors = pool(hidden.float(), encoded["attention_mask"], self.pooling)  # fp32: bf16 vectors would tie
@@ -64,6 +67,15 @@ class BiEncoder(nn.Module):
 
 def _tokenize(tokenizer, texts: list[str], max_length: int):
     return tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+
+
+def _encoded(prefix: str, tokenizer, texts: list[str], max_length: int, settings) -> dict:
+    """One side of a training batch: padded tensors, or with a token budget / padding multiple ``packed``."""
+    if packs(settings):
+        features = tokenizer(texts, truncation=True, max_length=max_length)
+        chunks = pack(dict(features), tokenizer.pad_token_id, settings.token_budget, settings.pad_to_multiple_of)
+        return {f"{prefix}packed": chunks}
+    return {f"{prefix}{k}": v for k, v in _tokenize(tokenizer, texts, max_length).items()}
 
 
 def false_negatives(chosen: list, train: Collection) -> torch.Tensor:
@@ -91,11 +103,9 @@ def contrastive_batches(groups, train: Collection, tokenizer, settings, counters
         chosen = groups.batch(step, settings.batch_queries)
         queries = [train.queries[q] for q, _, _ in chosen]
         docs = [train.corpus[d] for _, pos, negs in chosen for d in [pos] + list(negs)]
-        q_enc = _tokenize(tokenizer, queries, settings.query_max_length)
-        d_enc = _tokenize(tokenizer, docs, settings.max_length)
         out = {
-            **{f"q_{k}": v for k, v in q_enc.items()},
-            **{f"d_{k}": v for k, v in d_enc.items()},
+            **_encoded("q_", tokenizer, queries, settings.query_max_length, settings),
+            **_encoded("d_", tokenizer, docs, settings.max_length, settings),
             "group_size": 1 + len(chosen[0][2]),
         }
         if settings.mask_false_negatives:
@@ -250,7 +260,7 @@ def retrieve(
     }
 
 
-class DenseTrain(TrainSettings):
+class DenseTrain(TokenBudgetSettings):
     group_size: PositiveInt = setting(4)
     max_length: PositiveInt = setting(192)
     query_max_length: PositiveInt = setting(64)

@@ -12,8 +12,9 @@ import torch.nn as nn
 
 from ..data import Collection
 from ..evaluate import RERANK_METRICS
+from ..packing import pack, packs
 from ..scoring import score_candidates
-from ..settings import EvalSettings, PositiveFloat, PositiveInt, TrainSettings, setting
+from ..settings import EvalSettings, PositiveFloat, PositiveInt, TokenBudgetSettings, setting
 from . import register
 from .base import Built, PerfHooks, Stage
 
@@ -35,7 +36,9 @@ class CrossEncoder(nn.Module):
         nn.init.normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, **encoded) -> torch.Tensor:
+    def forward(self, packed=None, **encoded) -> torch.Tensor:
+        if packed is not None:  # a token-budget step: its chunks, scores back in the step's order
+            return packed.apply(self.forward)
         out = self.backbone(**encoded)
         features = out.pooler_output if self.use_pooler else out.last_hidden_state[:, 0]
         with torch.autocast(features.device.type, enabled=False):
@@ -49,8 +52,10 @@ def encode_pairs(tokenizer, queries: list[str], docs: list[str], max_length: int
     )
 
 
-def group_batches(groups, train: Collection, tokenizer, batch_queries: int, max_length: int):
-    """A callable step -> tokenised pairs of ``batch_queries`` groups, positive first in each group."""
+def group_batches(groups, train: Collection, tokenizer, batch_queries: int, max_length: int, settings=None):
+    """A callable step -> tokenised pairs of ``batch_queries`` groups, positive first in each group; with a
+    token budget or a padding multiple in ``settings``, the pairs ``packed`` (``bench.packing``)."""
+    packed = settings is not None and packs(settings)
 
     def batch(step: int) -> dict:
         queries, docs, size = [], [], 0
@@ -59,6 +64,10 @@ def group_batches(groups, train: Collection, tokenizer, batch_queries: int, max_
             for d in [pos] + negs:
                 queries.append(train.queries[q])
                 docs.append(train.corpus[d])
+        if packed:
+            features = tokenizer(queries, docs, truncation="longest_first", max_length=max_length)
+            chunks = pack(dict(features), tokenizer.pad_token_id, settings.token_budget, settings.pad_to_multiple_of)
+            return {"packed": chunks, "group_size": size}
         encoded = encode_pairs(tokenizer, queries, docs, max_length)
         encoded["group_size"] = size
         return dict(encoded)
@@ -102,7 +111,7 @@ def rerank(
     return score_candidates(model, collection, candidates, settings, device, encode, length, desc, autocast, grad_mode)
 
 
-class RerankTrain(TrainSettings):
+class RerankTrain(TokenBudgetSettings):
     max_length: PositiveInt = setting(192)
     loss: Literal["softmax", "bce"] = setting("softmax")
     head_lr: PositiveFloat = setting(1e-3)
@@ -163,7 +172,7 @@ class Rerank(Stage):
         return Built(model, tokenizer, [backbone], head_params=tuple(model.head.parameters()))
 
     def batches(self, built, groups, train, settings):
-        return group_batches(groups, train, built.tokenizer, settings.batch_queries, settings.max_length)
+        return group_batches(groups, train, built.tokenizer, settings.batch_queries, settings.max_length, settings)
 
     def loss(self, built, settings):
         return group_loss(settings.loss)

@@ -125,7 +125,17 @@ def test_command_line_flags_win_over_stage_sections():
 def test_device_profiles_size_the_grid_for_its_device(tmp_path):
     gpu, cpu = expand(load_suite("scifact", "cuda")), expand(load_suite("scifact", "cpu"))
     assert {c.eval["batch_size"] for c in gpu} == {512} and {c.eval["batch_size"] for c in cpu} == {64}
-    assert [c.train for c in gpu] == [c.train for c in cpu]  # training as validated on CPU
+    packing = ("token_budget", "pad_to_multiple_of")  # how a step goes through the encoder, not what it holds
+
+    def steps(cells):
+        return [{k: v for k, v in (c.train or {}).items() if k not in packing} for c in cells]
+
+    assert steps(gpu) == steps(cpu)  # training as validated on CPU
+    trained = [c for c in gpu if c.train]
+    assert trained and {(c.train["token_budget"], c.train["pad_to_multiple_of"]) for c in trained} == {(8192, 8)}
+    assert {(c.train or {}).get("token_budget") for c in cpu} == {None}
+    dense = [c for c in expand(load_suite("scifact-dense", "cuda")) if c.train]
+    assert {c.train["token_budget"] for c in dense} == {16384}
     assert grid(suite="scifact", device="cuda", methods="lora", budgets="0.5", seeds="1")[1].eval["batch_size"] == 512
     (tmp_path / "bad.yaml").write_text("extends: smoke\nname: bad\nprofiles: {tpu: {eval: {depth: 5}}}\n")
     with pytest.raises(BenchError, match="profiles maps a device"):

@@ -122,3 +122,26 @@ def test_methods_command_json_rows():
     assert set(rows["lora"]) >= {"method", "knobs", "trainable", "backbone", "pct", "applicable"}
     assert rows["bitfit"]["applicable"] is False and rows["iaa-l"]["knobs"] == {"r": 50, "ar": 300}
     assert all(abs(r["pct"] - 6.7) <= 0.1 for n, r in rows.items() if r["applicable"])
+
+
+def test_token_budget_steps_run_end_to_end_and_repeat(tmp_path):
+    """Both encoder stages with packed steps (the GPU profile's settings, small): every cell done, the
+    budget in the cell's config, and the same seed giving the same numbers."""
+    packing = {"token_budget": 40, "pad_to_multiple_of": 8}
+    suite = write_toy_suite(
+        tmp_path,
+        "packed",
+        stage=["rerank", "dense"],
+        methods="lora",
+        train={"steps": 2, "batch_queries": 2, "group_size": 3, "max_length": 32, **packing},
+    )
+    outcomes = []
+    for name in ("a", "b"):
+        done = bench("run", "--suite", suite, "--out", tmp_path / name, env_path=tmp_path / "data")
+        assert done.returncode == 0, done.stderr[-3000:]
+        every = [json.loads(p.read_text()) for p in (tmp_path / name).rglob("result.json")]
+        results = sorted((r for r in every if r["method"] == "lora"), key=lambda r: r["stage"])
+        assert [(r["stage"], r["status"]) for r in results] == [("dense", "done"), ("rerank", "done")]
+        assert all(r["config"]["train"]["token_budget"] == 40 for r in results)
+        outcomes.append([(r["metrics"], r["train"]["loss_last"]) for r in results])
+    assert outcomes[0] == outcomes[1]
