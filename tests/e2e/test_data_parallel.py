@@ -41,13 +41,17 @@ def logs(out, method):
     raise AssertionError(f"no {method} cell in {out}")
 
 
-@pytest.mark.parametrize("stage, method", [("rerank", "full"), ("dense", "lora")])
-def test_two_processes_follow_the_one_process_schedule(stage, method, tmp_path):
+@pytest.mark.parametrize(
+    "stage, method, packing",
+    [("rerank", "full", {}), ("dense", "lora", {}), ("rerank", "full", {"token_budget": 24, "pad_to_multiple_of": 8})],
+)
+def test_two_processes_follow_the_one_process_schedule(stage, method, packing, tmp_path):
     """The lr of every step is identical. Losses differ only by dropout (each layout draws its own masks;
     weights and batches are the same): within 5% at the first step, when no update has happened yet, and
     25% over the last steps. The dense loss here uses temperature 1: at 0.05 the tiny random model's
     dropout noise alone moves a 4-passage softmax by 20%; the exact equality of the gathered loss and
-    gradient, without dropout, is the test above."""
+    gradient, without dropout, is the test above. With a token budget each rank runs its share of a step in
+    chunks inside one forward (what the data-parallel wrapper sees)."""
     suite = write_toy_suite(
         tmp_path,
         "ddp",
@@ -62,6 +66,7 @@ def test_two_processes_follow_the_one_process_schedule(stage, method, tmp_path):
             "warmup_ratio": 0.25,
             "lr": {"default": 1e-3, "full": 3e-5},
             **({"temperature": 1.0} if stage == "dense" else {}),
+            **packing,
         },
         eval={"depth": 8, "batch_size": 4},
     )
