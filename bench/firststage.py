@@ -37,7 +37,11 @@ def candidates(
     key_backend = backend if backend in ("bm25s", "pyserini", "irds") else f"file:{_file_key(backend)}"
     path = Path(cache_dir) / "candidates" / f"{cache_key(collection, key_backend, depth, settings)}.json"
     if path.exists():
-        return json.loads(path.read_text())
+        cached = json.loads(path.read_text())
+        # the key names the collection, not its query subset (eval max_queries): a file written for some
+        # queries must not stand in for others; the candidates of a query do not depend on the rest
+        if all(q in cached for q in collection.queries):
+            return {q: cached[q] for q in collection.queries}
     if backend == "bm25s":
         run = bm25s_search(collection, depth, **settings)
     elif backend == "pyserini":

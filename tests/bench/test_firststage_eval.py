@@ -31,6 +31,17 @@ def test_candidates_are_cached_and_reused(toy, tmp_path, monkeypatch):
         firststage.candidates(toy, "bm25s", 4, tmp_path / "cache")
 
 
+def test_cached_candidates_of_a_query_subset_never_stand_in_for_more_queries(toy, tmp_path):
+    from bench.data import limit_queries
+
+    few = limit_queries(toy, 1)
+    assert list(firststage.candidates(few, "bm25s", 5, tmp_path / "cache")) == list(few.queries)
+    every = firststage.candidates(toy, "bm25s", 5, tmp_path / "cache")  # the cache held one query only
+    assert set(every) == set(toy.queries) and all(every.values())
+    assert every == firststage.candidates(toy, "bm25s", 5, tmp_path / "fresh")
+    assert firststage.candidates(few, "bm25s", 5, tmp_path / "cache") == {q: every[q] for q in few.queries}
+
+
 def test_trec_run_file_as_first_stage(toy, tmp_path):
     path = tmp_path / "given.trec"
     path.write_text("q5 Q0 d8 1 9.0 x\nq5 Q0 d2 2 8.0 x\nq6 Q0 d4 1 3.5 x\n")
