@@ -16,6 +16,8 @@ from __future__ import annotations
 import copy
 import json
 import shlex
+import shutil
+import statistics
 from pathlib import Path
 
 import torch
@@ -25,7 +27,7 @@ import methods
 from . import results
 from .cells import Cell
 from .errors import BenchError
-from .files import atomic_write_text, read_json, write_json
+from .files import atomic_write_text, read_json
 from .results import Status
 from .stages import get_stage
 from .systems import role
@@ -79,13 +81,21 @@ def export(cell_dir: Path, fmt: str, out: Path) -> Path:
     if out.exists() and any(out.iterdir()):
         raise BenchError(f"--out {out}: not empty; give a new folder")
     stage, built, meta = restored(cell, cell_dir)
-    method = meta["method"]
     writer = {"rerank": _rerank, "dense": _dense, "qlm": _qlm}.get(stage.name)
     if writer is None:
         raise BenchError(f"stage {stage.name}: bench export knows rerank, dense and qlm cells")
-    out.mkdir(parents=True, exist_ok=True)
-    how = writer(fmt, method, cell, built, meta, out)
-    atomic_write_text(out / "README.md", model_card(cell, result, cell_dir, fmt, how))
+    # written beside --out and renamed into place once checked: a refused or failed export leaves nothing
+    staging = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        how = writer(fmt, meta["method"], cell, built, meta, staging)
+        atomic_write_text(staging / "README.md", model_card(cell, result, cell_dir, fmt, how))
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 
@@ -103,10 +113,6 @@ def _sample_pairs(cell: Cell, count: int = 8) -> list[tuple[str, str]]:
     return list(zip(queries, docs))
 
 
-def _base_prefix(model) -> str:
-    return model.base_model_prefix
-
-
 def _sequence_classifier(built, state: dict):
     """A transformers sequence classifier holding ``state`` (the backbone's weights) and the cell's head."""
     from transformers import AutoModelForSequenceClassification
@@ -120,7 +126,7 @@ def _sequence_classifier(built, state: dict):
     config = copy.deepcopy(backbone.config)
     config.num_labels = 1
     seq = AutoModelForSequenceClassification.from_config(config)
-    prefix = _base_prefix(seq)
+    prefix = seq.base_model_prefix
     kind = config.model_type
     weights = {}
     for name, value in state.items():
@@ -167,15 +173,14 @@ def _rerank(fmt, method, cell, built, meta, out):
                 f"{method} adds modules a plain model lacks: --format hf carries it "
                 "(loaded by methods.from_pretrained), sentence-transformers cannot"
             )
-        plain = {k: v for k, v in _fresh_state(cell, backbone).items()}
-        seq = _sequence_classifier(built, plain)
+        seq = _sequence_classifier(built, _fresh_state(cell, backbone))
         return _with_modules(
             seq,
             method,
             meta,
             built.model,
             "backbone",
-            _base_prefix(seq),
+            seq.base_model_prefix,
             "AutoModelForSequenceClassification",
             out,
             lambda m: m(**encoded).logits.squeeze(-1),
@@ -413,7 +418,7 @@ def model_card(cell: Cell, result: results.CellResult, cell_dir: Path, fmt: str,
         for metric, value in values.items():
             others = spread.get((dataset, metric), [])
             across = (
-                f"{sum(others) / len(others):.4f} ± {_std(others):.4f} over {len(others)} seeds"
+                f"{sum(others) / len(others):.4f} ± {statistics.stdev(others):.4f} over {len(others)} seeds"
                 if len(others) > 1
                 else "1 seed"
             )
@@ -432,16 +437,10 @@ def _spread(suite_dir: Path, result: results.CellResult) -> dict:
     return out
 
 
-def _std(values: list[float]) -> float:
-    import statistics
-
-    return statistics.stdev(values)
-
-
 def export_from_cli(args) -> int:
     out = export(Path(args.cell), args.format, Path(args.out))
     print(f"exported {args.cell} ({args.format}) to {out}; model card {out / 'README.md'}")
     return 0
 
 
-__all__ = ["FORMATS", "export", "export_from_cli", "write_json"]
+__all__ = ["FORMATS", "export", "export_from_cli"]

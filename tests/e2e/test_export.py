@@ -57,6 +57,19 @@ def saved_scores(cell_dir):
     return scores
 
 
+def saved_pairs(store, stage, method):
+    """The cell's folder, its (query, document) pairs and the scores its TREC run holds for them."""
+    cell_dir = cell(store, stage, method)
+    scores = saved_scores(cell_dir)
+    return cell_dir, list(scores), torch.tensor(list(scores.values()))
+
+
+def tokenize_pairs(tokenizer, pairs):
+    """The pairs as a transformers user tokenises them, at the cell's length (48)."""
+    queries, docs = [q for q, _ in pairs], [d for _, d in pairs]
+    return tokenizer(queries, docs, truncation="longest_first", max_length=48, padding=True, return_tensors="pt")
+
+
 def export(store, cell_dir, fmt, name):
     out = store / "exports" / name
     done = bench("export", cell_dir, "--format", fmt, "--out", out, env_path=store / "data")
@@ -71,19 +84,10 @@ def test_rerank_cells_export_to_transformers_and_cross_encoder(store, method):
     from sentence_transformers import CrossEncoder
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    cell_dir = cell(store, "rerank", method)
-    scores = saved_scores(cell_dir)
-    pairs, expected = list(scores), torch.tensor(list(scores.values()))
+    cell_dir, pairs, expected = saved_pairs(store, "rerank", method)
     hf = export(store, cell_dir, "hf", f"rerank-{method}-hf")
     model, tokenizer = AutoModelForSequenceClassification.from_pretrained(hf).eval(), AutoTokenizer.from_pretrained(hf)
-    encoded = tokenizer(
-        [q for q, _ in pairs],
-        [d for _, d in pairs],
-        truncation="longest_first",
-        max_length=48,
-        padding=True,
-        return_tensors="pt",
-    )
+    encoded = tokenize_pairs(tokenizer, pairs)
     with torch.no_grad():
         assert (model(**encoded).logits.squeeze(-1) - expected).abs().max() < 1e-5
     st = export(store, cell_dir, "sentence-transformers", f"rerank-{method}-st")
@@ -96,9 +100,7 @@ def test_dense_cells_export_to_transformers_and_sentence_transformer(store, meth
     from sentence_transformers import SentenceTransformer
     from transformers import AutoModel, AutoTokenizer
 
-    cell_dir = cell(store, "dense", method)
-    scores = saved_scores(cell_dir)
-    pairs, expected = list(scores), torch.tensor(list(scores.values()))
+    cell_dir, pairs, expected = saved_pairs(store, "dense", method)
     hf = export(store, cell_dir, "hf", f"dense-{method}-hf")
     model, tokenizer = AutoModel.from_pretrained(hf).eval(), AutoTokenizer.from_pretrained(hf)
 
@@ -124,20 +126,11 @@ def test_an_adapter_cell_loads_through_methods_from_pretrained(store):
 
     import methods
 
-    cell_dir = cell(store, "rerank", "adapter")
-    scores = saved_scores(cell_dir)
-    pairs, expected = list(scores), torch.tensor(list(scores.values()))
+    cell_dir, pairs, expected = saved_pairs(store, "rerank", "adapter")
     out = export(store, cell_dir, "hf", "rerank-adapter-hf")
     assert "methods.from_pretrained" in (out / "README.md").read_text()
     model, tokenizer = methods.from_pretrained(out), AutoTokenizer.from_pretrained(out)
-    encoded = tokenizer(
-        [q for q, _ in pairs],
-        [d for _, d in pairs],
-        truncation="longest_first",
-        max_length=48,
-        padding=True,
-        return_tensors="pt",
-    )
+    encoded = tokenize_pairs(tokenizer, pairs)
     with torch.no_grad():
         assert (model(**encoded).logits.squeeze(-1) - expected).abs().max() < 1e-5
     refused = bench(
@@ -150,6 +143,7 @@ def test_an_adapter_cell_loads_through_methods_from_pretrained(store):
         env_path=store / "data",
     )
     assert "--format hf carries it" in one_error_line(refused)
+    assert not (store / "exports" / "x").exists() and not (store / "exports" / ".x.partial").exists()
 
 
 def test_peft_export_of_a_lora_cell_loads_in_peft(store):
