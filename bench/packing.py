@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .scoring import padded
+
 PAD_VALUES = {"attention_mask": 0, "token_type_ids": 0}  # input_ids: the tokenizer's pad id
 
 
@@ -33,13 +35,6 @@ def chunk_bounds(lengths: list[int], token_budget: int | None, multiple: int = 1
     if start < len(lengths):
         bounds.append((start, len(lengths)))
     return bounds
-
-
-def _pad(rows: list[list[int]], value: int, width: int) -> torch.Tensor:
-    out = torch.full((len(rows), width), value, dtype=torch.long)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-    return out
 
 
 @dataclass
@@ -72,13 +67,20 @@ def pack(features: dict[str, list[list[int]]], pad_id: int, token_budget: int | 
     for start, end in chunk_bounds(lengths, token_budget, multiple):
         rows = order[start:end]
         width = round_up(max(1, lengths[end - 1]), multiple)
-        padded = {
-            key: _pad([values[i] for i in rows], PAD_VALUES.get(key, pad_id), width) for key, values in features.items()
-        }
-        chunks.append(padded)
+        chunks.append(
+            {
+                key: padded([values[i] for i in rows], PAD_VALUES.get(key, pad_id), width)
+                for key, values in features.items()
+            }
+        )
     return Packed(chunks, torch.tensor(order, dtype=torch.long))
 
 
 def packs(settings) -> bool:
     """Whether a stage's training settings ask for packed steps (else: one batch padded to its longest)."""
     return getattr(settings, "token_budget", None) is not None or getattr(settings, "pad_to_multiple_of", 1) > 1
+
+
+def pack_encoded(tokenizer, features, settings) -> Packed:
+    """A tokenizer's unpadded output for one step, packed as ``settings`` (token budget, multiple) ask."""
+    return pack(dict(features), tokenizer.pad_token_id, settings.token_budget, settings.pad_to_multiple_of)

@@ -11,15 +11,18 @@ from tqdm.auto import tqdm
 from .data import Collection
 
 
+def padded(rows: list[list[int]], value: int, width: int) -> torch.Tensor:
+    """Rows of integers right-padded with ``value`` to ``width`` columns."""
+    out = torch.full((len(rows), width), value, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
 def pad_rows(rows: list[list[int]], pad_id: int, mask_dtype=torch.long) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids, mask) of rows of token ids right-padded to the longest (at least one column: empty rows allowed)."""
     width = max(1, max((len(r) for r in rows), default=0))
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=mask_dtype)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[i, : len(row)] = 1
-    return ids, mask
+    return padded(rows, pad_id, width), padded([[1] * len(r) for r in rows], 0, width).to(mask_dtype)
 
 
 def candidate_pairs(collection: Collection, candidates: dict, depth: int) -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from ..data import Collection
 from ..errors import BenchError
 from ..evaluate import DENSE_METRICS
-from ..packing import pack, packs
+from ..packing import pack_encoded, packs
 from ..scoring import pad_rows
 from ..settings import EvalSettings, PositiveFloat, PositiveInt, Settings, StrictBool, TokenBudgetSettings, setting
 from . import register
@@ -73,8 +73,7 @@ def _encoded(prefix: str, tokenizer, texts: list[str], max_length: int, settings
     """One side of a training batch: padded tensors, or with a token budget / padding multiple ``packed``."""
     if packs(settings):
         features = tokenizer(texts, truncation=True, max_length=max_length)
-        chunks = pack(dict(features), tokenizer.pad_token_id, settings.token_budget, settings.pad_to_multiple_of)
-        return {f"{prefix}packed": chunks}
+        return {f"{prefix}packed": pack_encoded(tokenizer, features, settings)}
     return {f"{prefix}{k}": v for k, v in _tokenize(tokenizer, texts, max_length).items()}
 
 

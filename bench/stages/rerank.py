@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from ..data import Collection
 from ..evaluate import RERANK_METRICS
-from ..packing import pack, packs
+from ..packing import pack_encoded, packs
 from ..scoring import score_candidates
 from ..settings import EvalSettings, PositiveFloat, PositiveInt, TokenBudgetSettings, setting
 from . import register
@@ -66,8 +66,7 @@ def group_batches(groups, train: Collection, tokenizer, batch_queries: int, max_
                 docs.append(train.corpus[d])
         if packed:
             features = tokenizer(queries, docs, truncation="longest_first", max_length=max_length)
-            chunks = pack(dict(features), tokenizer.pad_token_id, settings.token_budget, settings.pad_to_multiple_of)
-            return {"packed": chunks, "group_size": size}
+            return {"packed": pack_encoded(tokenizer, features, settings), "group_size": size}
         encoded = encode_pairs(tokenizer, queries, docs, max_length)
         encoded["group_size"] = size
         return dict(encoded)

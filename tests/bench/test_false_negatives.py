@@ -10,6 +10,7 @@ import torch
 from bench.data import Collection
 from bench.sampling import EpochGroups
 from bench.stages.dense import DenseTrain, contrastive_batches, false_negatives, in_batch_loss
+from helpers.data import FixedGroups
 
 
 def collection():
@@ -18,18 +19,6 @@ def collection():
     # d2 is B's positive and also judged relevant to A; C's only positive is d4
     qrels = {"A": {"d1": 1, "d2": 2}, "B": {"d2": 1}, "C": {"d4": 1}}
     return Collection("toy", corpus, queries, qrels, "toy")
-
-
-class Fixed:
-    """Groups given by hand: one step, one batch."""
-
-    def __init__(self, groups):
-        self.groups = groups
-
-    def batch(self, step, batch_queries):
-        return self.groups
-
-    gathered = batch
 
 
 def test_mask_of_a_hand_built_batch():
@@ -59,7 +48,7 @@ def test_batches_carry_the_mask_and_count_the_batches_it_touched():
 
     train, counters = collection(), {}
     settings = DenseTrain(batch_queries=3, group_size=2, max_length=16, query_max_length=8)
-    groups = Fixed([("A", "d1", ["d5"]), ("B", "d2", ["d6"]), ("C", "d4", ["d7"])])
+    groups = FixedGroups([("A", "d1", ["d5"]), ("B", "d2", ["d6"]), ("C", "d4", ["d7"])])
     batch = contrastive_batches(groups, train, load_tokenizer("tiny-bert"), settings, counters)(0)
     assert batch["exclude"][0, 2] and batch["exclude"].sum() == 1
     assert counters == {"batches": 1, "masked_batches": 1, "masked_pairs": 1}

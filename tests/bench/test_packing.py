@@ -10,6 +10,7 @@ from bench.models import load_backbone
 from bench.packing import chunk_bounds, pack
 from bench.stages.dense import BiEncoder, DenseTrain, contrastive_batches, contrastive_loss
 from bench.stages.rerank import CrossEncoder, RerankTrain, group_batches, group_loss
+from helpers.data import FixedGroups
 
 
 @pytest.mark.parametrize(
@@ -43,17 +44,7 @@ def collection():
     return Collection("toy", corpus, queries, qrels, "toy")
 
 
-class Fixed:
-    def __init__(self, groups):
-        self.groups = groups
-
-    def batch(self, step, batch_queries):
-        return self.groups
-
-    gathered = batch
-
-
-GROUPS = Fixed([(f"q{i}", f"d{i}", [f"d{i + 4}", f"d{i + 8}"]) for i in range(4)])
+GROUPS = FixedGroups([(f"q{i}", f"d{i}", [f"d{i + 4}", f"d{i + 8}"]) for i in range(4)])
 
 
 def loss_and_grads(model, batch, loss):

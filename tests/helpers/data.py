@@ -63,3 +63,15 @@ def write_toy_suite(tmp_path: Path, name: str, **overrides) -> Path:
     path = Path(tmp_path) / f"{name}.yaml"
     path.write_text(yaml.safe_dump(suite))
     return path
+
+
+class FixedGroups:
+    """Training groups given by hand: every step is this one batch (what EpochGroups hands a stage)."""
+
+    def __init__(self, groups):
+        self.groups = groups
+
+    def batch(self, step, batch_queries):
+        return self.groups
+
+    gathered = batch
