@@ -73,6 +73,7 @@ class CellResult:
     git_commit: str | None = None
     dataset_fingerprints: dict = field(default_factory=dict)
     precision: str | None = None
+    role: str | None = None  # the system's role (systems.Role) where it ran, so a merged store keeps it
     schema: int = SCHEMA
     extra: dict = field(default_factory=dict)  # keys this version does not know (a newer writer's)
 
@@ -96,7 +97,14 @@ class CellResult:
 
 def for_cell(cell, status: Status, **fields) -> CellResult:
     """A result carrying ``cell``'s identity (and its config) with ``fields`` beside it."""
+    from .systems import role
+
+    try:
+        system = role(cell.method).value
+    except Exception:  # noqa: BLE001  (a plugin method that is gone: the cell still records its failure)
+        system = None
     identity = dict(
+        role=system,
         cell_id=cell.id,
         suite=cell.suite,
         stage=cell.stage,
@@ -244,6 +252,7 @@ RECORD_FIELDS = (
     "versions",
     "git_commit",
     "dataset_fingerprints",
+    "role",
 )
 
 
@@ -270,6 +279,7 @@ def from_record(record: dict, where: str) -> LoadedCell:
             "bench report --format jsonl"
         )
     data = {k: v for k, v in record.items() if k not in ("record_schema", "per_query", "losses")}
+    data.setdefault("role", None)
     data.setdefault("schema", SCHEMA)
     result = CellResult.from_json(data)
     name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(result.cell_id))[:64] or "cell"

@@ -14,10 +14,11 @@ class Role(str, Enum):
     UNTRAINED = "untrained"  # the backbone scored as it is (zero-shot)
     REFERENCE = "reference"  # full fine-tuning: what every method is compared with
     PEFT = "peft"  # a parameter-efficient method
+    OTHER = "other"  # a system this version does not know (another store's, no role recorded): never marked
 
     @property
     def trains(self) -> bool:
-        return self in (Role.REFERENCE, Role.PEFT)
+        return self in (Role.REFERENCE, Role.PEFT, Role.OTHER)
 
     @property
     def baseline(self) -> bool:

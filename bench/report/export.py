@@ -124,7 +124,7 @@ def headline(rows: list[Row]):
         for r in stage_rows:
             if r.metric == metric and (r.role is Role.PEFT or r.family_budget == _first_budget(stage_rows, r)):
                 lines.setdefault((r.method, r.budget), {})[r.dataset] = r
-        order = {Role.FIRST_STAGE: 0, Role.UNTRAINED: 1, Role.REFERENCE: 2, Role.PEFT: 3}
+        order = {Role.FIRST_STAGE: 0, Role.UNTRAINED: 1, Role.REFERENCE: 2, Role.PEFT: 3, Role.OTHER: 4}
         items = []
         for (method, budget), by_dataset in lines.items():
             any_row = next(iter(by_dataset.values()))

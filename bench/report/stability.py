@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from ..results import LoadedCell, Status
 from ..systems import Role
-from .stats import _role
+from .stats import _role, deduplicated
 
 SPIKE_WINDOW = 20
 SPIKE_MADS = 5.0  # a spike sits this many median absolute deviations above the recent median
@@ -93,14 +93,16 @@ def loss_band(curves: list[list[float]]) -> tuple[list[float], list[float], list
 
 def stability(cells: list[LoadedCell]) -> list[Stability]:
     groups: dict[tuple, list[LoadedCell]] = {}
-    for cell in cells:
-        if not _role(cell.key[1]).trains or cell.status is Status.NOT_APPLICABLE:
+    roles = {}
+    for cell in deduplicated(cells):
+        roles[cell.key[1]] = _role(cell)
+        if not roles[cell.key[1]].trains or cell.status is Status.NOT_APPLICABLE:
             continue
         train = str(cell.result.datasets.get("train"))
         groups.setdefault((cell.key[0], train) + cell.key[1:], []).append(cell)
     thresholds = {}
     for (stage, train, method, _), members in groups.items():
-        if _role(method) is Role.REFERENCE:
+        if roles[method] is Role.REFERENCE:
             finals = [smooth(c.losses)[-1] for c in members if c.losses and c.status is Status.DONE]
             if finals:
                 thresholds[(stage, train)] = statistics.mean(finals)

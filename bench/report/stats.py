@@ -3,11 +3,18 @@ seeds, a 95% t-interval, k/n finished seeds, significance marks and a rank inter
 
 - Family: one table, (stage, dataset, metric, budget): the PEFT methods at that budget, full fine-tuning
   and the baselines. Every pair of its systems is tested (``significance.compare``: queries and seeds as
-  sources of variance) and Holm-corrected within the table alone, so adding a dataset, suite or budget
-  to a report changes no p-value or mark of an existing table.
+  sources of variance, a seed variance per system) and Holm-corrected within the table alone, so adding a
+  dataset, suite or budget to a report changes no p-value or mark of an existing table.
+- One query set per table: the queries every tested system scored in every kept seed. Every test, mark,
+  rank, difference to full FT and the mean shown beside them are computed on it; a row that scored more
+  says how many it lost. A system that scored under half of the table's queries is left out of the tests
+  (it would shrink everyone's set) and says so. A seed whose per-query file is missing is dropped alone.
+- One cell per (stage, dataset, method, budget, seed): duplicates (an older cell id, an included store)
+  count once: a finished one over an unfinished one, then the most recently finished; a warning names both.
 - Marks: * significantly above full fine-tuning; † significantly above every other PEFT method of the
-  table (no method is picked by its test score: each is tested against all). A system with failed or
-  diverged seeds (k/n finished, k < n) gets no mark and its mean is flagged.
+  table (no method is picked by its test score: each is tested against all). The direction is the test's
+  own difference. A system with failed or diverged seeds (k/n finished, k < n), or whose seed variance is
+  borrowed (one seed), gets no mark; with no multi-seed trained system in the table nothing is marked.
 - Rank interval: the best and worst rank a system can take given the corrected tests: 1 + the systems
   significantly above it, n - the systems significantly below it.
 - A metric whose cutoff exceeds the candidate depth (nDCG@100 over a top-20 rerank) is not shown.
@@ -23,9 +30,10 @@ from itertools import combinations
 
 import numpy as np
 
+from ..errors import warn
 from ..results import LoadedCell, Status
 from ..systems import Role, role
-from .significance import Test, compare, holm, t_interval
+from .significance import ONE_SEED, SeedVariance, Test, compare, holm, pooled, seed_variance, t_interval
 
 ALPHA = 0.05
 METRIC_ORDER = ("ndcg@10", "mrr@10", "mrr@100", "ndcg@100", "recall@100", "recall@1000")
@@ -41,11 +49,16 @@ def cutoff(metric: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _role(method: str) -> Role:
+def _role(cell: LoadedCell) -> Role:
+    """The role recorded with the cell, else the one this version gives its method; a method this version
+    does not know, with no recorded role (another store's), is a system of its own: tested, never marked."""
+    recorded = cell.result.role
+    if recorded in {r.value for r in Role}:
+        return Role(recorded)
     try:
-        return role(method)
-    except Exception:  # noqa: BLE001  (a method this version does not know, from another store)
-        return Role.PEFT
+        return role(cell.result.method)
+    except Exception:  # noqa: BLE001
+        return Role.OTHER
 
 
 @dataclass
@@ -56,8 +69,8 @@ class Row:
     method: str
     budget: str
     family_budget: str  # the budget of the table the row sits in (full and baselines sit in every one)
-    runs: list[dict[str, float]]  # per finished seed: query -> value
-    values: list[float]  # per finished seed: the mean over its queries (as its result records)
+    runs: list[dict[str, float]]  # per finished seed with per-query values: query -> value
+    values: list[float]  # per finished seed: its mean (over the table's queries once the table is tested)
     expected: int  # seeds the grid asks for
     pct: float | None
     role: Role = Role.PEFT
@@ -76,6 +89,10 @@ class Row:
     rank_high: int | None = None
     family_size: int = 0
     notes: list[str] = field(default_factory=list)
+    recorded: list[float] = field(default_factory=list)  # per finished seed: the mean its result records
+    folders: list[str] = field(default_factory=list)  # per finished seed with per-query values
+    queries: int | None = None  # the table's query set, once tested
+    seed_variance: SeedVariance | None = None
 
     @property
     def mean(self) -> float:
@@ -111,6 +128,51 @@ def _depth(cell: LoadedCell) -> int | None:
     return int(depth) if depth else None
 
 
+def deduplicated(cells: list[LoadedCell]) -> list[LoadedCell]:
+    """One cell per (stage, method, budget, seed, eval datasets): a finished one over an unfinished one, then
+    the most recently finished (the result's ``finished_at``, else its file's time); a warning names both."""
+    kept: dict[tuple, LoadedCell] = {}
+    for cell in cells:
+        r = cell.result
+        key = (r.stage, r.method, r.budget, r.seed, tuple(sorted(cell.datasets)))
+        other = kept.get(key)
+        if other is None:
+            kept[key] = cell
+            continue
+        winner, loser = (cell, other) if _preference(cell) > _preference(other) else (other, cell)
+        kept[key] = winner
+        warn(
+            f"{loser.directory} and {winner.directory} are the same cell ({r.stage}, {r.method}, budget {r.budget}, "
+            f"seed {r.seed}): counted once, keeping {winner.directory.name} ({_why(winner, loser)})"
+        )
+    return [c for c in cells if kept.get(_cell_key(c)) is c]
+
+
+def _cell_key(cell: LoadedCell) -> tuple:
+    r = cell.result
+    return (r.stage, r.method, r.budget, r.seed, tuple(sorted(cell.datasets)))
+
+
+def _finished_at(cell: LoadedCell) -> float:
+    stamp = cell.result.times.get("finished_at")
+    if isinstance(stamp, (int, float)):
+        return float(stamp)
+    try:
+        return (cell.directory / "result.json").stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _preference(cell: LoadedCell) -> tuple:
+    return (cell.status is Status.DONE, _finished_at(cell), str(cell.directory))
+
+
+def _why(winner: LoadedCell, loser: LoadedCell) -> str:
+    if winner.status is not loser.status:
+        return f"{winner.status} over {loser.status}"
+    return "the more recently finished"
+
+
 def build_rows(
     cells: list[LoadedCell],
     metrics: dict[str, list[str]] | None = None,
@@ -121,55 +183,72 @@ def build_rows(
     (default: those the results hold, less those deeper than the candidates); ``expected``: (stage,
     dataset, method, budget) -> seeds the grid asks for (default: the cells present); ``compare``: fill the
     tests, marks and ranks."""
+    cells = deduplicated([c for c in cells if c.status is not Status.NOT_APPLICABLE])
     groups: dict[tuple, list[LoadedCell]] = {}
     for cell in cells:
-        if cell.status is Status.NOT_APPLICABLE:
-            continue
         for dataset in cell.datasets:
             groups.setdefault((cell.key[0], dataset) + cell.key[1:], []).append(cell)
     metrics = metrics or shown_metrics(cells)
     budgets: dict[tuple, set] = {}
-    for stage, dataset, method, budget in groups:
-        if _role(method) is Role.PEFT:
+    for (stage, dataset, _method, budget), members in groups.items():
+        if _role(members[0]) is Role.PEFT:
             budgets.setdefault((stage, dataset), set()).add(budget)
     rows = []
     for (stage, dataset, method, budget), members in sorted(groups.items()):
-        system = _role(method)
+        system = _role(members[0])
         homes = [budget] if system is Role.PEFT else sorted(budgets.get((stage, dataset), {budget}))
-        done = [c for c in members if c.status is Status.DONE and dataset in c.result.metrics]
+        done = sorted(
+            (c for c in members if c.status is Status.DONE and dataset in c.result.metrics), key=lambda c: c.result.seed
+        )
         failed = [c for c in members if c.status is Status.FAILED]
         diverged = [c for c in members if c.status is Status.DIVERGED]
         want = (expected or {}).get((stage, dataset, method, budget), len(done) + len(failed) + len(diverged))
         for metric in metrics.get(stage, []):
-            values = [c.result.metrics[dataset][metric] for c in done if metric in c.result.metrics[dataset]]
-            runs = [{q: v[metric] for q, v in c.per_query.get(dataset, {}).items() if metric in v} for c in done]
+            scored = [c for c in done if metric in c.result.metrics[dataset]]
+            values = [c.result.metrics[dataset][metric] for c in scored]
+            with_queries = [(c, _per_query(c, dataset, metric)) for c in scored]
+            missing = [c for c, run in with_queries if not run]
+            kept = [(c, run) for c, run in with_queries if run]
             for home in homes:
-                rows.append(
-                    Row(
-                        stage,
-                        dataset,
-                        metric,
-                        method,
-                        budget,
-                        home,
-                        runs,
-                        values,
-                        max(want, 1),
-                        statistics.mean(c.result.pct for c in done) if done else None,
-                        system,
-                        done[0].result.knobs if done else {},
-                        len(failed),
-                        len(diverged),
-                        [c.result.error for c in failed + diverged if c.result.error],
-                        [c.result.times.get("train_s", 0.0) for c in done],
-                    )
+                row = Row(
+                    stage,
+                    dataset,
+                    metric,
+                    method,
+                    budget,
+                    home,
+                    [run for _, run in kept],
+                    list(values),
+                    max(want, 1),
+                    statistics.mean(c.result.pct for c in done) if done else None,
+                    system,
+                    done[0].result.knobs if done else {},
+                    len(failed),
+                    len(diverged),
+                    [c.result.error for c in failed + diverged if c.result.error],
+                    [c.result.times.get("train_s", 0.0) for c in done],
+                    recorded=list(values),
+                    folders=[str(c.directory) for c, _ in kept],
                 )
+                if missing and kept:
+                    names = ", ".join(c.directory.name for c in missing)
+                    row.notes.append(f"seed folder {names} has no per-query values: left out of its tests")
+                elif missing:
+                    row.notes.append("no per-query values: not tested")
+                rows.append(row)
     for row in rows:
         _notes(row)
     if compare:
         for family in families(rows).values():
             _test_family(family)
     return rows
+
+
+def _per_query(cell: LoadedCell, dataset: str, metric: str) -> dict[str, float]:
+    values = cell.per_query.get(dataset) if isinstance(cell.per_query, dict) else None
+    if not isinstance(values, dict):
+        return {}
+    return {q: float(v[metric]) for q, v in values.items() if isinstance(v, dict) and metric in v}
 
 
 def shown_metrics(cells: list[LoadedCell]) -> dict[str, list[str]]:
@@ -217,27 +296,64 @@ def _notes(row: Row) -> None:
     if row.failed or row.diverged:
         reason = f": {row.errors[0]}" if row.errors else ""
         row.notes.append(f"{row.failed} failed, {row.diverged} diverged{reason}")
-    if row.runs:
-        every = set.intersection(*(set(r) for r in row.runs))
-        partial = set.union(*(set(r) for r in row.runs)) - every
-        if partial:
-            row.notes.append(f"{len(partial)} queries scored in some seeds only: left out of its tests")
 
 
 def _matrix(row: Row, queries: list[str]) -> np.ndarray:
     return np.array([[run[q] for q in queries] for run in row.runs])
 
 
+def _aligned(rows: list[Row]) -> tuple[list[Row], list[str]]:
+    """The rows to test and the table's query set: the queries every kept seed of every tested row scored. A
+    row that scored under half of the union is left out (noted) rather than shrinking everyone's set."""
+    candidates = [r for r in rows if r.runs]
+    union = set().union(*(set(run) for r in candidates for run in r.runs)) if candidates else set()
+    tested = []
+    for row in candidates:
+        own = set.intersection(*(set(run) for run in row.runs))
+        if len(own) * 2 < len(union):
+            row.notes.append(
+                f"scored {len(own)} of the table's {len(union)} queries in every seed: too few to align, not tested"
+            )
+            continue
+        tested.append(row)
+    if not tested:
+        return [], []
+    return tested, sorted(set.intersection(*(set(run) for r in tested for run in r.runs)))
+
+
 def _test_family(rows: list[Row]) -> None:
-    """Every pair of the family's systems tested, Holm-corrected within the family; marks and ranks."""
-    tested = [r for r in rows if r.runs]
+    """Every pair of the family's systems tested on one query set, Holm-corrected within the family; marks
+    and ranks."""
+    tested, queries = _aligned(rows)
+    if len(queries) < 2:
+        if len(tested) > 1:
+            for row in tested:
+                row.notes.append("no test: fewer than two queries shared by every system")
+        return
+    matrices = {id(r): _matrix(r, queries) for r in tested}
+    for row in tested:
+        own = set.union(*(set(run) for run in row.runs))
+        if len(own) > len(queries):
+            row.notes.append(
+                f"{len(own) - len(queries)} of its {len(own)} queries left out: not scored by every system and seed "
+                f"of this table (the table compares {len(queries)})"
+            )
+        row.values = [float(v) for v in matrices[id(row)].mean(1)]
+        row.queries = len(queries)
+        if row.role.trains:
+            row.seed_variance = seed_variance(matrices[id(row)])
+    own = [r.seed_variance for r in tested if r.seed_variance is not None]
+    borrowed = pooled(own)
+    for row in tested:
+        if row.role.trains and row.seed_variance is None and borrowed is not None:
+            row.seed_variance = borrowed
+            row.notes.append(f"1 seed: its seed variance is borrowed from the table's {len(own)} multi-seed systems")
     pairs, raw = [], []
     for a, b in combinations(tested, 2):
-        queries = sorted(set.intersection(*(set(run) for run in a.runs + b.runs)))
-        test = compare(_matrix(a, queries), _matrix(b, queries), a.role.trains, b.role.trains) if queries else None
+        test = compare(matrices[id(a)], matrices[id(b)], _seeds_of(a), _seeds_of(b))
         if test is None:
             continue
-        a.tests[b.method], b.tests[a.method] = test, test
+        a.tests[b.method], b.tests[a.method] = test, test.flipped()
         pairs.append((a, b))
         raw.append(test.p)
     for (a, b), p in zip(pairs, holm(raw, ALPHA)):
@@ -252,24 +368,35 @@ def _test_family(rows: list[Row]) -> None:
         below = sum(1 for o in tested if o is not row and _beats(row, o))
         row.rank_low, row.rank_high = 1 + above, len(tested) - below
     for row in tested:
-        if full is not None and row is not full:
-            row.diff_to_full = row.mean - full.mean
+        if full is not None and row is not full and full.method in row.tests:
+            row.diff_to_full = row.tests[full.method].difference
             row.p_vs_full = row.adjusted.get(full.method)
-        if row.role is not Role.PEFT or not row.complete:
+        if row.role is not Role.PEFT or not _markable(row):
             continue
-        if full is not None and full.complete and _beats(row, full):
+        if full is not None and _markable(full) and _beats(row, full):
             row.marks += "*"
         others = [o for o in tested if o.role is Role.PEFT and o is not row]
         if others and all(_beats(row, o) for o in others):
             row.marks += "†"
     for row in tested:
-        procedures = {t.procedure for t in row.tests.values()}
-        if any("1 seed" in p for p in procedures):
-            row.notes.append("1 seed: seed variance not accounted for")
-        if not row.tests and len(tested) > 1:
-            row.notes.append("no test: fewer than two shared queries")
+        if any(t.procedure == ONE_SEED for t in row.tests.values()) and row.role.trains:
+            row.notes.append("1 seed: seed variance not accounted for; no marks")
+
+
+def _seeds_of(row: Row):
+    if not row.role.trains:
+        return False
+    return row.seed_variance if row.seed_variance is not None else True
+
+
+def _markable(row: Row) -> bool:
+    """Complete, and with a seed variance of its own (a deterministic system needs none)."""
+    if not row.complete:
+        return False
+    return not row.role.trains or (row.seed_variance is not None and not row.seed_variance.borrowed)
 
 
 def _beats(a: Row, b: Row) -> bool:
-    p = a.adjusted.get(b.method)
-    return p is not None and p <= ALPHA and a.mean > b.mean
+    """Significantly above, in the direction of the test's own difference on the table's queries."""
+    p, test = a.adjusted.get(b.method), a.tests.get(b.method)
+    return p is not None and p <= ALPHA and test is not None and test.difference > 0

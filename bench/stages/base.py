@@ -302,7 +302,11 @@ def run_cell(stage: Stage, cell, directory: Path, cache: Path) -> results.CellRe
         eval=outcome["eval"],
         **({k: getattr(record, k) for k in ("knobs", "trainable", "backbone", "pct", "head")} if record else {}),
         train=stats,
-        times={"total_s": time.perf_counter() - started, "train_s": stats.get("train_s", 0.0)},
+        times={
+            "total_s": time.perf_counter() - started,
+            "train_s": stats.get("train_s", 0.0),
+            "finished_at": time.time(),
+        },
         peak_memory_mb=environment.peak_memory_mb(device),
         peak_gpu_memory_mb=environment.peak_gpu_memory_mb(device),
         device=environment.device_name(device),

@@ -115,31 +115,46 @@ def holm(ps):
     return adjusted
 
 
-def seed_aware_p(a_runs, b_runs):
-    """The procedure written out again, for two systems whose runs all vary with the seed."""
+def mean_squares(runs):
+    """(variance of the seed means, its df, seed x query residual mean square, its df) of one system."""
+    x = np.array(runs, float)
+    n, q = x.shape
+    res = ((x - x.mean(0) - x.mean(1)[:, None] + x.mean()) ** 2).sum() / ((n - 1) * (q - 1))
+    return statistics.variance(list(x.mean(1))), n - 1, res, (n - 1) * (q - 1)
+
+
+def seed_aware_p(a_runs, b_runs, borrowed=None):
+    """The procedure written out again from its description: Var(D) = the query part (variance of the
+    seed-averaged differences over queries less each system's residual part, not below 0) + each system's variance of
+    seed means / its seeds (pooled when both have two seeds; ``borrowed`` for a one-seed ``a``); Satterthwaite
+    df with the seed parts at their 80% upper confidence limits."""
     a, b = np.array(a_runs, float), np.array(b_runs, float)
     q = a.shape[1]
     d = a.mean(0) - b.mean(0)
-    query_var = d.var(ddof=1) / q
-    random = [x for x in (a, b) if len(x) > 1]
-    ms_run = sum(((x.mean(1) - x.mean()) ** 2).sum() for x in random) / sum(len(x) - 1 for x in random)
-    ms_res = sum(((x - x.mean(0) - x.mean(1)[:, None] + x.mean()) ** 2).sum() for x in random) / sum(
-        (len(x) - 1) * (q - 1) for x in random
+    ea = borrowed if len(a) == 1 else mean_squares(a)
+    eb = mean_squares(b)
+    between = d.var(ddof=1) / q
+    query = max(0.0, between - ea[2] / (len(a) * q) - eb[2] / (len(b) * q))
+    if len(a) == len(b) == 2:
+        seed_parts = [((ea[0] + eb[0]) / 2, 2)]
+    else:
+        seed_parts = [(ea[0] / len(a), ea[1]), (eb[0] / len(b), eb[1])]
+    var = query + sum(v for v, _ in seed_parts)
+    upper = [(v * k / stats.chi2.ppf(0.2, k), k) for v, k in seed_parts]
+    spread = (
+        between**2 / (q - 1)
+        + (ea[2] / (len(a) * q)) ** 2 / ea[3]
+        + (eb[2] / (len(b) * q)) ** 2 / eb[3]
+        + sum(v**2 / k for v, k in upper)
     )
-    c = 1 / len(a) + 1 / len(b)
-    seed_var = max(0.0, ms_run - ms_res / q)
-    var = query_var + c * seed_var
-    df = (
-        q - 1
-        if seed_var == 0
-        else var**2
-        / (
-            query_var**2 / (q - 1)
-            + (c * ms_run) ** 2 / sum(len(x) - 1 for x in random)
-            + (c * ms_res / q) ** 2 / sum((len(x) - 1) * (q - 1) for x in random)
-        )
-    )
+    df = (query + sum(v for v, _ in upper)) ** 2 / spread
     return 2 * stats.t.sf(abs(d.mean()) / math.sqrt(var), df)
+
+
+def pooled_of(*systems):
+    parts = [mean_squares(s) for s in systems]
+    df, df_res = sum(p[1] for p in parts), sum(p[3] for p in parts)
+    return sum(p[0] * p[1] for p in parts) / df, df, sum(p[2] * p[3] for p in parts) / df_res, df_res
 
 
 def test_aggregates_tests_and_marks_equal_a_hand_computation(report_store):
@@ -154,13 +169,15 @@ def test_aggregates_tests_and_marks_equal_a_hand_computation(report_store):
     assert lora.ci == pytest.approx((lora.mean - half, lora.mean + half))
     assert lora.seeds_label == "2/2" and adapter.seeds_label == "1/1" and adapter.std is None and adapter.ci is None
     assert lora.diff_to_full == pytest.approx(lora.mean - full.mean)
-    raw = [seed_aware_p(ADAPTER, LORA), seed_aware_p(ADAPTER, FULL), seed_aware_p(LORA, FULL)]
+    borrowed = pooled_of(FULL, LORA)  # the adapter has one seed: its seed variance is the table's pool
+    raw = [seed_aware_p(ADAPTER, LORA, borrowed), seed_aware_p(ADAPTER, FULL, borrowed), seed_aware_p(LORA, FULL)]
     adjusted = holm(raw)
     assert lora.adjusted["adapter"] == pytest.approx(adjusted[0], rel=1e-6)
     assert adapter.p_vs_full == pytest.approx(adjusted[1], rel=1e-6)
     assert lora.p_vs_full == pytest.approx(adjusted[2], rel=1e-6)
     expected = ("*" if adjusted[2] <= 0.05 else "") + ("†" if adjusted[0] <= 0.05 else "")
-    assert lora.marks == expected and adapter.marks == ""
+    assert lora.marks == expected and adapter.marks == ""  # a borrowed seed variance earns no mark
+    assert any("borrowed from the table's 2 multi-seed systems" in n for n in adapter.notes)
     assert lora.family_size == 3 and lora.family == "rerank · toy/test · ndcg@10 · budget 0.5"
     assert lora.rank == 1 and lora.rank_low == 1
 

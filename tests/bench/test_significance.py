@@ -1,0 +1,84 @@
+"""The seed-aware test's error rates, measured here by simulation (seeded, vectorised generators of our own):
+bounded, discrete nDCG@10-like values with many zeros, and seed variances that differ 3x between systems.
+These are the figures the README quotes."""
+
+import math
+from itertools import combinations
+
+import numpy as np
+from statsmodels.stats.multitest import multipletests
+
+from bench.report.significance import compare
+
+QUERIES = 300
+LATENT_SD = math.sqrt(0.3)  # seed effect and seed x query noise together: equal for every system
+
+
+def ndcg_like(rng, difficulty, seeds, seed_sd, shift=0.0, trained=True):
+    """(seeds, queries) values: one judged document per query at rank ceil(exp(2 - ability)), scored
+    1/log2(rank + 1) inside the top 10, else 0 (about 40% zeros). Ability = query difficulty + the system's
+    query interaction + a seed effect (sd ``seed_sd``) + seed x query noise; the two last add to the same
+    variance for every system, so systems with different seed variances have exactly equal expected
+    values. An untrained system (``trained=False``) has one run and no seed effect."""
+    interaction = rng.normal(0, 0.5, difficulty.shape[0])
+    if trained:
+        noise_sd = math.sqrt(LATENT_SD**2 - seed_sd**2)
+        effect = rng.normal(0, seed_sd, (seeds, 1)) + rng.normal(0, noise_sd, (seeds, difficulty.shape[0]))
+    else:
+        effect = np.zeros((1, difficulty.shape[0]))
+    rank = np.maximum(1, np.ceil(np.exp(2 - (difficulty + interaction + shift + effect))))
+    return np.where(rank <= 10, 1 / np.log2(rank + 1), 0.0)
+
+
+QUIET, NOISY = 0.05, 0.15  # latent seed sds: about 0.013 and 0.033 of nDCG between seed means
+EVEN = 0.1  # about 0.02
+
+
+def rejection_rate(design, seed_sds, replicates, seed):
+    rng = np.random.default_rng(seed)
+    rejected = 0
+    for _ in range(replicates):
+        difficulty = rng.normal(0, 1, QUERIES)
+        a = ndcg_like(rng, difficulty, design[0], seed_sds[0])
+        b = ndcg_like(rng, difficulty, design[1], seed_sds[1])
+        rejected += compare(a, b).p <= 0.05
+    return rejected / replicates
+
+
+def test_generator_has_many_zeros_and_the_stated_seed_spread():
+    rng = np.random.default_rng(0)
+    difficulty = rng.normal(0, 1, QUERIES)
+    quiet, noisy = ndcg_like(rng, difficulty, 400, QUIET), ndcg_like(rng, difficulty, 400, NOISY)
+    assert 0.3 < (quiet == 0).mean() < 0.6
+    ratio = noisy.mean(1).std() / quiet.mean(1).std()
+    assert 2.4 < ratio < 3.6, ratio
+
+
+def test_two_systems_with_no_true_difference_reject_at_the_nominal_rate():
+    """2,000 replicates per design (sd of a rate near 0.05: 0.005). One vs three seeds: the single seed
+    borrows the other system's seed variance (equal seed variances: borrowing assumes them alike); two vs
+    two and three vs five: seed variances 3x apart, the noisier one on the smaller side for 3 vs 5."""
+    rates = {
+        "1v3": rejection_rate((1, 3), (EVEN, EVEN), 2000, 11),
+        "2v2": rejection_rate((2, 2), (QUIET, NOISY), 2000, 12),
+        "3v5": rejection_rate((3, 5), (NOISY, QUIET), 2000, 13),
+    }
+    assert all(0.03 <= r <= 0.07 for r in rates.values()), rates
+
+
+def test_a_table_of_thirteen_systems_rarely_declares_any_trained_pair_different():
+    """10 PEFT methods + full FT (3 seeds each, seed sds alternating 3x apart, no true difference among
+    them) + BM25 and an untrained backbone (below them): 400 tables, Holm over all 78 pairs. Tables with
+    any Holm-significant pair of trained systems: at most 6%."""
+    rng = np.random.default_rng(21)
+    flagged = 0
+    for _ in range(400):
+        difficulty = rng.normal(0, 1, QUERIES)
+        trained = [ndcg_like(rng, difficulty, 3, (QUIET, NOISY)[i % 2]) for i in range(11)]
+        baselines = [ndcg_like(rng, difficulty, 1, 0, shift, trained=False) for shift in (-0.3, -0.6)]
+        systems = [(x, True) for x in trained] + [(x, False) for x in baselines]
+        pairs = list(combinations(range(len(systems)), 2))
+        p = [compare(systems[i][0], systems[j][0], systems[i][1], systems[j][1]).p for i, j in pairs]
+        rejected = multipletests(p, 0.05, method="holm")[0]
+        flagged += any(r and systems[i][1] and systems[j][1] for r, (i, j) in zip(rejected, pairs))
+    assert flagged / 400 <= 0.06, flagged / 400
