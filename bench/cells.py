@@ -39,6 +39,10 @@ class Cell:
     extra: dict = field(default_factory=dict)  # the stage's own section (encoder, prompt)
     compile: bool = False
     revision: int = 1  # the method's revision (methods.Method.revision) when the cell was expanded
+    # not identity: what this run of the cell scores ("validation": the search phase, its validation data
+    # alone; "all": validation and eval data) and, for a selected configuration, what it won against
+    scoring: str = "all"
+    selection: dict = field(default_factory=dict)
 
     def identity(self) -> dict:
         stage = get_stage(self.stage)
@@ -210,7 +214,7 @@ def expand(suite, over=None) -> list[Cell]:
                         settings = {**train.model_dump(), "lr": train.lr_for(name)}
                         cells.append(
                             Cell(
-                                **base,
+                                **{**base, "datasets": dataset.refs()},  # training less a holdout, validation
                                 method=name,
                                 budget=str(budget),
                                 seed=int(seed),

@@ -157,6 +157,13 @@ def _grid_arguments(r, store_flag: str = "--out") -> None:
     )
     r.add_argument("--metrics", default=None, help="comma-separated ranx metrics (default: the stage's)")
     r.add_argument(
+        "--search",
+        action="append",
+        default=None,
+        metavar="SETTING=V1,V2",
+        help="search a train setting on the validation data (repeatable; replaces the suite's search of it)",
+    )
+    r.add_argument(
         "--device",
         default="auto",
         choices=["auto", "cpu", "cuda"],

@@ -77,6 +77,30 @@ class SuiteModel(Settings):
     compile: StrictBool = False
     train: dict[str, Any] = {}
     eval: dict[str, Any] = {}
+    # the search (bench/search.py): train setting -> values, or -> {method or default: values}
+    search: dict[str, Any] = {}
+    search_seeds: list[StrictInt] | None = None  # default: the first seed
+    search_train: dict[str, Any] = {}  # train settings of the search cells alone (a cheaper search)
+
+    @field_validator("search")
+    @classmethod
+    def _search(cls, value):
+        for key, values in value.items():
+            per_method = values if isinstance(values, dict) else {"default": values}
+            for name, choices in per_method.items():
+                if name != "default":
+                    systems.role(name)
+                if not isinstance(choices, list) or not choices:
+                    raise ValueError(f"search.{key}: give a list of values to try (got {choices!r})")
+                _unique(choices, f"search.{key} value")
+        return value
+
+    @field_validator("search_seeds", mode="before")
+    @classmethod
+    def _search_seeds(cls, value):
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        return _unique(value, "search seed") if isinstance(value, list) else value
 
     @field_validator("name")
     @classmethod
@@ -233,6 +257,10 @@ def parse_suite(raw: dict, where: str) -> Suite:
     _check_keys(top.train, train_keys, where, "train")
     _check_keys(top.eval, eval_keys, where, "eval")
     _check_keys(top.first_stage, FirstStageSettings.keys(), where, "first_stage")
+    _check_keys(top.search, train_keys, where, "search")
+    _check_keys(top.search_train, train_keys, where, "search_train")
+    if top.search:
+        _check_search(top, where)
     owned = {}
     for key in owned_keys & set(raw):
         owner = next(s for s in stages.values() if s.section_key == key)
@@ -241,6 +269,19 @@ def parse_suite(raw: dict, where: str) -> Suite:
     for name in set(stages) & set(raw):
         sections[name] = _stage_section(raw[name] or {}, stages[name], where)
     return Suite(top=top, sections=sections, owned=owned, where=where)
+
+
+def _check_search(top: SuiteModel, where: str) -> None:
+    """A search needs validation data for every dataset, and search seeds among the grid's seeds."""
+    for dataset in top.datasets:
+        if dataset.validation is None and dataset.holdout is None:
+            raise BenchError(
+                f"suite {where}: search needs validation data: give the datasets entry for {dataset.train} "
+                "validation: <split> or holdout: <fraction of the training queries> (never a test split)"
+            )
+    for seed in top.search_seeds or []:
+        if seed not in top.seeds:
+            raise BenchError(f"suite {where}: search seed {seed} is not one of the grid's seeds {top.seeds}")
 
 
 def _check_keys(values: dict, valid: set, where: str, prefix: str) -> None:
@@ -317,7 +358,20 @@ def overrides_from(args) -> Overrides:
         evaluation["metrics"] = _csv(get("metrics"))
     if get("separate_towers"):
         owned["encoder"] = {"separate_towers": True}
+    if get("search"):
+        top["search"] = search_flags(get("search"))
     return Overrides(suite=top, model=get("model"), train=train, eval=evaluation, first_stage=first, owned=owned)
+
+
+def search_flags(flags: list[str]) -> dict:
+    """``--search lr=1e-4,1e-3`` (repeatable) as a suite's ``search:`` (every method tries those values)."""
+    out = {}
+    for flag in flags:
+        key, equals, values = flag.partition("=")
+        if not equals or not key.strip() or not values.strip():
+            raise BenchError(f"--search {flag!r}: write SETTING=V1,V2 (e.g. --search lr=1e-4,3e-4,1e-3)")
+        out[key.strip()] = [yaml.safe_load(v) for v in _csv(values)]
+    return out
 
 
 def default_suite(args) -> str:
@@ -364,7 +418,10 @@ def resolve(args) -> tuple[Suite, Overrides]:
     raw, where = read_suite(default_suite(args))
     raw = apply_profile(raw, target_device(getattr(args, "device", None)), where)
     over = overrides_from(args)
-    suite = parse_suite({**raw, **over.suite}, where)
+    merged = {**raw, **over.suite}
+    if "search" in over.suite:  # --search replaces the suite's search of that setting only
+        merged["search"] = {**(raw.get("search") or {}), **over.suite["search"]}
+    suite = parse_suite(merged, where)
     return suite, over
 
 

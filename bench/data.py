@@ -3,7 +3,9 @@
 A reference names a collection split:
 - ``scifact/test``: folder ``scifact`` under BENCH_DATA_PATH (BEIR layout), split ``test``;
 - ``/path/to/folder/test``: a BEIR folder by path and its split;
-- anything else is an ir_datasets id, e.g. ``beir/scifact/test``, ``msmarco-passage/trec-dl-2019/judged``.
+- anything else is an ir_datasets id, e.g. ``beir/scifact/test``, ``msmarco-passage/trec-dl-2019/judged``;
+- ``<ref>~holdout:<fraction>:s<seed>`` and ``<ref>~fit:<fraction>:s<seed>``: a deterministic split of
+  ``<ref>``'s judged queries into a validation part (the holdout) and the rest (what training may use).
 """
 
 from __future__ import annotations
@@ -98,7 +100,76 @@ def locate_local(ref: str) -> tuple[Path, str] | None:
     return None
 
 
+HOLDOUT_PARTS = ("holdout", "fit")
+
+
+def holdout_ref(ref: str, part: str, fraction: float, seed: int) -> str:
+    """The reference of ``part`` (holdout or fit) of ``ref``'s split for validation."""
+    return f"{ref}~{part}:{fraction:g}:s{seed}"
+
+
+def parse_holdout(ref: str) -> tuple[str, str, float, int] | None:
+    """(base ref, part, fraction, seed) of a holdout reference, else None."""
+    base, marker, spec = ref.rpartition("~")
+    if not marker:
+        return None
+    try:
+        part, fraction, seed = spec.split(":")
+        fraction_value, seed_value = float(fraction), int(seed.removeprefix("s"))
+    except ValueError:
+        raise BenchError(f"dataset {ref!r}: a holdout is written <ref>~holdout:<fraction>:s<seed>") from None
+    if part not in HOLDOUT_PARTS or not 0 < fraction_value < 1 or not seed.startswith("s"):
+        raise BenchError(f"dataset {ref!r}: a holdout is written <ref>~holdout:<fraction>:s<seed> (0 < fraction < 1)")
+    return base, part, fraction_value, seed_value
+
+
+def held_out_queries(coll: Collection, fraction: float, seed: int) -> list[str]:
+    """The validation queries of a holdout: of the judged queries (a relevant document in the corpus), the
+    ``round(fraction * n)`` (at least one, never all) whose sha256 of "<seed>:<query id>" is smallest. It
+    depends on the query ids, the fraction and the seed alone: the same for every method, budget and
+    training seed, and on every machine."""
+    judged = sorted(q for q in coll.queries if any(g > 0 and d in coll.corpus for d, g in coll.qrels[q].items()))
+    if len(judged) < 2:
+        raise BenchError(f"{coll.ref}: a holdout needs at least two judged queries, it has {len(judged)}")
+    count = min(len(judged) - 1, max(1, round(fraction * len(judged))))
+    return sorted(sorted(judged, key=lambda q: hashlib.sha256(f"{seed}:{q}".encode()).hexdigest())[:count])
+
+
+def holdout_fingerprint(queries: list[str], fraction: float, seed: int) -> str:
+    """Names the held-out query set (sorted ids, fraction, seed): equal on every machine for the same split."""
+    text = json.dumps({"fraction": fraction, "seed": seed, "queries": sorted(queries)})
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _holdout_part(ref: str, base: str, part: str, fraction: float, seed: int) -> Collection:
+    coll = cached_collection(base)
+    held = set(held_out_queries(coll, fraction, seed))
+    keep = held if part == "holdout" else set(coll.queries) - held
+    fingerprint = holdout_fingerprint(sorted(held), fraction, seed)
+    return replace(
+        coll,
+        ref=ref,
+        queries={q: t for q, t in coll.queries.items() if q in keep},
+        qrels={q: j for q, j in coll.qrels.items() if q in keep},
+        fingerprint=hashlib.sha256(f"{coll.fingerprint}:{ref}".encode()).hexdigest()[:16],
+        extra={
+            **coll.extra,
+            "holdout": {
+                "of": base,
+                "part": part,
+                "fraction": fraction,
+                "seed": seed,
+                "held_out": len(held),
+                "fingerprint": fingerprint,
+            },
+        },
+    )
+
+
 def load_collection(ref: str) -> Collection:
+    holdout = parse_holdout(ref)
+    if holdout is not None:
+        return _holdout_part(ref, *holdout)
     local = locate_local(ref)
     if local:
         return load_beir_folder(*local, ref=ref)

@@ -29,7 +29,7 @@ from .cells import Cell
 from .errors import BenchError
 from .files import atomic_write_text, read_json
 from .results import Status
-from .stages import get_stage
+from .stages import restored
 from .systems import role
 
 FORMATS = ("hf", "sentence-transformers", "peft")
@@ -58,19 +58,6 @@ def load_cell(cell_dir: Path) -> tuple[Cell, results.CellResult]:
     if not (cell_dir / "trainable" / methods.io.WEIGHTS).exists():
         raise BenchError(f"{cell_dir}/trainable: the trained tensors are missing (a store copied without them?)")
     return Cell.from_json(config), result
-
-
-def restored(cell: Cell, cell_dir: Path):
-    """The cell's model as it was after training: the stage builds it, the method is applied to its
-    transformers, the saved tensors are loaded."""
-    stage = get_stage(cell.stage)
-    built = stage.build(cell)
-    meta = json.loads((cell_dir / "trainable" / methods.io.META).read_text())
-    extra = {"token_ids": meta["token_ids"]} if "token_ids" in meta else {}
-    methods.apply_towers(built.model, stage.tuned(built), meta["method"], **meta["knobs"], **extra)
-    methods.load(built.model, cell_dir / "trainable")
-    built.model.eval()
-    return stage, built, meta
 
 
 def export(cell_dir: Path, fmt: str, out: Path) -> Path:

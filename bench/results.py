@@ -74,6 +74,10 @@ class CellResult:
     dataset_fingerprints: dict = field(default_factory=dict)
     precision: str | None = None
     role: str | None = None  # the system's role (systems.Role) where it ran, so a merged store keeps it
+    validation: dict = field(default_factory=dict)  # validation dataset -> metric -> value (the search's)
+    phase: str | None = None  # "search": scored on validation data alone; "final": a selected configuration
+    selection: dict = field(default_factory=dict)  # a selected cell: what was searched, chosen, and its rivals
+    holdout: dict = field(default_factory=dict)  # a holdout's fraction, seed, size and fingerprint
     schema: int = SCHEMA
     extra: dict = field(default_factory=dict)  # keys this version does not know (a newer writer's)
 
@@ -103,8 +107,11 @@ def for_cell(cell, status: Status, **fields) -> CellResult:
         system = role(cell.method).value
     except Exception:  # noqa: BLE001  (a plugin method that is gone: the cell still records its failure)
         system = None
+    scoring, selection = getattr(cell, "scoring", "all"), getattr(cell, "selection", {}) or {}
     identity = dict(
         role=system,
+        phase="search" if scoring == "validation" else ("final" if selection else None),
+        selection=selection,
         cell_id=cell.id,
         suite=cell.suite,
         stage=cell.stage,
@@ -253,6 +260,10 @@ RECORD_FIELDS = (
     "git_commit",
     "dataset_fingerprints",
     "role",
+    "validation",
+    "phase",
+    "selection",
+    "holdout",
 )
 
 
@@ -279,7 +290,8 @@ def from_record(record: dict, where: str) -> LoadedCell:
             "bench report --format jsonl"
         )
     data = {k: v for k, v in record.items() if k not in ("record_schema", "per_query", "losses")}
-    data.setdefault("role", None)
+    for key, empty in (("role", None), ("validation", {}), ("phase", None), ("selection", {}), ("holdout", {})):
+        data.setdefault(key, empty)
     data.setdefault("schema", SCHEMA)
     result = CellResult.from_json(data)
     name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(result.cell_id))[:64] or "cell"

@@ -45,12 +45,44 @@ def writable_folder(path: Path, flag: str) -> Path:
 def run_from_cli(args) -> int:
     import shlex
 
+    from .search import plan
+
     os.environ.setdefault("BENCH_COMMAND", "bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
-    suite, cells, store = resolve_grid(args)
-    check_inputs(cells)
+    suite, over = config.resolve(args)
+    grid = plan(suite, over)
+    store = RunStore(Path(args.out), suite.name)
+    check_inputs(grid.first_phase())
     writable_folder(Path(args.out), "--out")
-    todo = cells_to_run(cells, store, retry_failed=getattr(args, "retry_failed", False))
-    bar = tqdm(total=len(todo), desc="cells", unit="cell")
+    retry = getattr(args, "retry_failed", False)
+    phases = [("search" if grid.searching else "cells", grid.first_phase)]
+    if grid.searching:
+        phases.append(("selected", lambda: grid.final_phase(store)))
+    cells: list[Cell] = []
+    for name, phase_cells in phases:
+        chosen = phase_cells()
+        cells += chosen
+        if _launch(cells_to_run(chosen, store, retry_failed=retry), name, args, store):
+            return 130
+    cells = _reported(grid, store) if grid.searching else cells
+    from .report.stats import build_rows
+    from .report.terminal import leaderboard
+
+    loaded = [c for c in (store.loaded(cell) for cell in cells) if c is not None]
+    print(f"\nsuite {suite.name}: {len(cells)} cells, run store {store.root}")
+    if grid.searching:
+        print(_search_line(grid, store))
+    print(leaderboard(build_rows(loaded, compare=False, expected=_expected(grid.grid_cells()))))
+    counts, problems = summarise(cells, store)
+    print(_counts_line(counts))
+    for cell, status, error in problems:
+        print(f"{status}: {cell.label} ({store.dir_for(cell).name}): {error}", file=sys.stderr)
+    unfinished = counts.get(Status.PENDING) or counts.get(Status.RUNNING)
+    return 1 if problems or unfinished else 0
+
+
+def _launch(todo: list[Cell], phase: str, args, store: RunStore) -> bool:
+    """Run ``todo``; True when interrupted (the message says how to resume)."""
+    bar = tqdm(total=len(todo), desc=phase, unit="cell")
     try:
         launch(
             todo,
@@ -63,20 +95,28 @@ def run_from_cli(args) -> int:
     except KeyboardInterrupt:
         bar.close()
         print("bench: interrupted; run the same command again to resume (finished cells are kept)", file=sys.stderr)
-        return 130
+        return True
     bar.close()
-    from .report.stats import build_rows
-    from .report.terminal import leaderboard
+    return False
 
-    loaded = [c for c in (store.loaded(cell) for cell in cells) if c is not None]
-    print(f"\nsuite {suite.name}: {len(cells)} cells, run store {store.root}")
-    print(leaderboard(build_rows(loaded, compare=False, expected=_expected(cells))))
-    counts, problems = summarise(cells, store)
-    print(_counts_line(counts))
-    for cell, status, error in problems:
-        print(f"{status}: {cell.label} ({store.dir_for(cell).name}): {error}", file=sys.stderr)
-    unfinished = counts.get(Status.PENDING) or counts.get(Status.RUNNING)
-    return 1 if problems or unfinished else 0
+
+def _reported(grid, store: RunStore) -> list[Cell]:
+    """The cells a searched grid reports: its fixed cells and the selected configurations' cells (the
+    search cells of the other configurations are read by the selection, never by a leaderboard)."""
+    return grid.fixed + grid.final_phase(store)
+
+
+def _search_line(grid, store: RunStore) -> str:
+    search = grid.first_phase()[len(grid.fixed) :]
+    finished = sum(1 for c in search if store.state(c).finished)
+    decided = sum(1 for g in grid.groups if g.final_cells(store))
+    capped = next((g.capped for g in grid.groups if g.capped), None)
+    cost = f"; search cells on {capped}" if capped else ""
+    return (
+        f"search: {finished}/{len(search)} search cells done; a configuration selected on validation for "
+        f"{decided}/{len(grid.groups)} (stage, dataset, method, budget); the search adds {grid.added_cells()} "
+        f"cells to the grid{cost}"
+    )
 
 
 def _launcher_options(args) -> dict:
@@ -101,11 +141,19 @@ def cells_to_run(cells: list[Cell], store: RunStore, retry_failed: bool = False)
         state = store.state(cell)
         if state.finished or state.retryable:
             tidy_finished(directory)
-        if state is Status.PENDING or (retry_failed and state.retryable):
+        if state is Status.PENDING or (retry_failed and state.retryable) or _needs_test_scoring(cell, store):
             todo.append(cell)
         else:
             tqdm.write(f"skip {cell.label} ({state.value}: {directory})")
     return todo
+
+
+def _needs_test_scoring(cell: Cell, store: RunStore) -> bool:
+    """A selected configuration's search cell: done on validation, its test scoring still to come."""
+    if cell.scoring != "all":
+        return False
+    result = store.result(cell)
+    return result is not None and result.done and result.phase == "search"
 
 
 def summarise(cells: list[Cell], store: RunStore):
@@ -133,7 +181,24 @@ def _counts_line(counts: Counter) -> str:
 def status_from_cli(args) -> int:
     """``bench status``: per state counts of the grid the same flags give ``bench run``, the running
     cells and the failed cells' errors."""
-    suite, cells, store = resolve_grid(args)
+    from .search import plan
+
+    suite, over = config.resolve(args)
+    grid = plan(suite, over)
+    store = RunStore(Path(args.out), suite.name)
+    cells = grid.first_phase()
+    if grid.searching:
+        search = cells[len(grid.fixed) :]
+        finals = grid.final_phase(store)
+        cells = grid.fixed + search + [c for c in finals if c.id not in {s.id for s in search}]
+        pending = [c for c in finals if _needs_test_scoring(c, store)]
+        print(_search_line(grid, store))
+        waiting = [g for g in grid.groups if not g.final_cells(store)]
+        print(
+            f"selected: {len(grid.groups) - len(waiting)} of {len(grid.groups)} (stage, dataset, method, budget); "
+            f"{len(pending)} selected search cells to score on the test data; "
+            f"{sum(len(g.cells) for g in waiting)} final cells wait for their search"
+        )
     counts, problems = summarise(cells, store)
     print(f"suite {suite.name}: {len(cells)} cells in {store.root}")
     print(_counts_line(counts))
@@ -182,6 +247,7 @@ GRID_FLAGS = (
     "batch_size",
     "depth",
     "metrics",
+    "search",
 )
 
 
@@ -215,7 +281,11 @@ def report_from_cli(args) -> int:
     if not store.root.is_dir():
         loaded = []
     elif restricted:
-        loaded = [c for c in (store.loaded(cell) for cell in cells) if c is not None]
+        from .search import plan
+
+        grid = plan(suite, config.resolve(args)[1])
+        wanted = _reported(grid, store) if grid.searching else cells
+        loaded = [c for c in (store.loaded(cell) for cell in wanted) if c is not None]
     else:
         loaded = scan(store.root)
     seen = {c.result.cell_id for c in loaded}

@@ -7,7 +7,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    model_validator,
+)
 
 SAME = object()  # id_default: the field's own default
 
@@ -120,8 +129,38 @@ class FirstStageSettings(Settings):
 
 
 class DatasetSpec(Settings):
+    """A training split, its evaluation splits, and optionally validation data for the search: an explicit
+    split (``validation: nfcorpus/dev``) or a seeded holdout of the training queries (``holdout: 0.2``)."""
+
     train: str | None = None
     eval: Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v), Field(min_length=1)]
+    validation: str | None = None
+    holdout: Float | None = Field(None, gt=0.0, lt=1.0)
+    holdout_seed: StrictInt = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_validation(self):
+        if self.validation is not None and self.holdout is not None:
+            raise ValueError("give validation (a split) or holdout (a fraction of the training queries), not both")
+        if self.holdout is not None and self.train is None:
+            raise ValueError("a holdout is drawn from the training queries: name a train split")
+        for ref in [self.validation] * (self.validation is not None):
+            if ref in self.eval:
+                raise ValueError(f"validation {ref!r} is also an eval split: the search would select on the test")
+        return self
+
+    def refs(self) -> dict:
+        """The cell's datasets: the split training reads (less a holdout), the eval splits, and the
+        validation split when there is one (no ``validation`` key otherwise: cell ids stay as before)."""
+        from .data import holdout_ref
+
+        out = {"train": self.train, "eval": list(self.eval)}
+        if self.holdout is not None:
+            out["train"] = holdout_ref(self.train, "fit", self.holdout, self.holdout_seed)
+            out["validation"] = holdout_ref(self.train, "holdout", self.holdout, self.holdout_seed)
+        elif self.validation is not None:
+            out["validation"] = self.validation
+        return out
 
 
 __all__ = [

@@ -15,7 +15,7 @@ from .cells import Cell
 from .errors import BenchError
 from .files import write_json
 from .results import Status
-from .stages import get_stage, run_cell
+from .stages import get_stage, run_cell, score_test_from_tensors
 from .stages.base import FAULTS_ENV, raise_forced_fault
 from .store import CONFIG, Heartbeat, RunStore, reset
 from .train import Diverged
@@ -37,6 +37,9 @@ def execute(cell: Cell, out: Path, reraise_user_errors: bool = True) -> tuple[St
     if not is_main_rank():  # data parallel: the other ranks only train; rank 0 owns the store
         run_cell(stage, cell, directory, cache)
         return Status.DONE, ""
+    earlier = results.load(directory, quiet=True)
+    if cell.scoring == "all" and earlier is not None and earlier.done and earlier.phase == "search":
+        return _score_selected(cell, directory, cache, earlier, reraise_user_errors)
     attempts = _earlier_attempts(directory)
     reset(directory)  # an interrupted or failed attempt left partial files: start clean
     directory.mkdir(parents=True, exist_ok=True)
@@ -73,6 +76,22 @@ def execute(cell: Cell, out: Path, reraise_user_errors: bool = True) -> tuple[St
             _record_attempts(directory, attempts)
     environment.free_gpu_caches()
     return status, error
+
+
+def _score_selected(cell: Cell, directory: Path, cache: Path, earlier, reraise_user_errors: bool) -> tuple[Status, str]:
+    """The selected configuration's search cell: scored on the test data from its saved tensors. Its
+    training and validation result stay as they are whatever happens here (nothing is reset)."""
+    with Heartbeat(directory):
+        try:
+            score_test_from_tensors(cell, directory, cache, earlier)
+        except BenchError:
+            if reraise_user_errors:
+                raise
+            return Status.FAILED, "scoring the selected cell on the test data failed"
+        except Exception as exc:  # noqa: BLE001  (the cell stays a finished search cell; the next run retries)
+            return Status.FAILED, f"scoring on the test data: {type(exc).__name__}: {exc}".splitlines()[0][:300]
+    environment.free_gpu_caches()
+    return Status.DONE, ""
 
 
 def _earlier_attempts(directory: Path) -> list[dict]:

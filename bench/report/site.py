@@ -11,7 +11,7 @@ from ..files import atomic_write_text
 from ..fmt import metric_label, num
 from ..results import LoadedCell, Status
 from ..systems import Role
-from . import export, plots
+from . import export, plots, search_views
 from .stability import Stability, smooth, stability
 from .stats import Row, build_rows, hidden_metrics
 
@@ -40,6 +40,7 @@ def _view_rows(rows: list[Row], cells: list[LoadedCell]) -> list[dict]:
     for r in rows:
         members = [c for c in cells if c.key == (r.stage, r.method, r.budget) and c.status is Status.DONE]
         paper = _paper_value(r, cells, table)
+        chosen = search_views.row_selection(members, r.stage, r.method, r.budget)
         setting = export.paper_setting(r)
         ci = r.ci
         views.append(
@@ -73,6 +74,9 @@ def _view_rows(rows: list[Row], cells: list[LoadedCell]) -> list[dict]:
                 "family": r.family_size,
                 "paper": num(paper, 3),
                 "notes": "; ".join(r.notes),
+                "searched": chosen["searched"],
+                "chosen": chosen["chosen"],
+                "validation": chosen["validation"],
             }
         )
     return views
@@ -148,7 +152,13 @@ def build(cells: list[LoadedCell], suite: str, out: Path, source: str = "", expe
         )
     target = Path(out) / suite
     atomic_write_text(target / "leaderboard.csv", export.to_csv(rows))
-    atomic_write_text(target / "leaderboard.md", export.to_markdown(rows, notes))
+    searched = [
+        f"Search, {s['stage']} {s['method']} {s['budget']}: {s['searched']}; chosen {s['chosen']} on {s['validation']} "
+        f"({s['metric']}: " + "; ".join(f"{c['config']} {c['mean']}" for c in s["configurations"]) + ")"
+        for s in search_views.selections(cells)
+    ]
+    cost = search_views.search_cost(cells)
+    atomic_write_text(target / "leaderboard.md", export.to_markdown(rows, notes + searched + ([cost] if cost else [])))
     atomic_write_text(target / "leaderboard.tex", export.to_latex(rows))
     env = _environment()
     for cell in cells:
@@ -196,7 +206,8 @@ def _index_page(
         filters=filters,
         default_metric="ndcg@10",
         counts=", ".join(f"{n} {status}" for status, n in sorted(counts.items())),
-        procedures=export.PROCEDURES + notes,
+        procedures=export.PROCEDURES + notes + [line for line in [search_views.search_cost(cells)] if line],
+        searches=search_views.selections(cells),
         model=first.model or "-",
         device=first.device or "-",
         commit=first.git_commit or "-",
@@ -252,6 +263,9 @@ def _cell_page(env, suite: str, cell: LoadedCell) -> str:
         memory=num(r.peak_memory_mb, 0),
         metric_names=names,
         metrics=[(d, {m: num(v) for m, v in values.items()}) for d, values in metrics.items()],
+        validation=[(d, {m: num(v) for m, v in values.items()}) for d, values in r.validation.items()],
+        phase=r.phase or "",
+        selection=search_views.selections([cell]),
         curve=curve,
         config=json.dumps(r.config, indent=2, sort_keys=True, default=str),
         versions=json.dumps(r.versions, indent=2, sort_keys=True),

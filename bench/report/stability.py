@@ -94,7 +94,7 @@ def loss_band(curves: list[list[float]]) -> tuple[list[float], list[float], list
 def stability(cells: list[LoadedCell]) -> list[Stability]:
     groups: dict[tuple, list[LoadedCell]] = {}
     roles = {}
-    for cell in deduplicated(cells):
+    for cell in deduplicated([c for c in cells if c.result.phase != "search"]):
         roles[cell.key[1]] = _role(cell)
         if not roles[cell.key[1]].trains or cell.status is Status.NOT_APPLICABLE:
             continue

@@ -183,7 +183,8 @@ def build_rows(
     (default: those the results hold, less those deeper than the candidates); ``expected``: (stage,
     dataset, method, budget) -> seeds the grid asks for (default: the cells present); ``compare``: fill the
     tests, marks and ranks."""
-    cells = deduplicated([c for c in cells if c.status is not Status.NOT_APPLICABLE])
+    # a search cell that was not selected is read by the selection alone, never by a table
+    cells = deduplicated([c for c in cells if c.status is not Status.NOT_APPLICABLE and c.result.phase != "search"])
     groups: dict[tuple, list[LoadedCell]] = {}
     for cell in cells:
         for dataset in cell.datasets:

@@ -9,7 +9,7 @@ import os
 import pkgutil
 
 from ..errors import BenchError
-from .base import Built, PerfHooks, Stage, run_cell
+from .base import Built, PerfHooks, Stage, restored, run_cell, score_test_from_tensors
 
 _REGISTRY: dict[str, Stage] = {}
 PLUGINS_ENV = "BENCH_PLUGINS"
@@ -63,4 +63,15 @@ def all_stages() -> list[Stage]:
     return list(_REGISTRY.values())
 
 
-__all__ = ["Built", "PerfHooks", "Stage", "all_stages", "get_stage", "names", "register", "run_cell"]
+__all__ = [
+    "Built",
+    "PerfHooks",
+    "Stage",
+    "all_stages",
+    "get_stage",
+    "names",
+    "register",
+    "restored",
+    "run_cell",
+    "score_test_from_tensors",
+]

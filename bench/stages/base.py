@@ -10,6 +10,7 @@ evaluation through ranx and the result. Stages never name methods: a method decl
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import time
@@ -233,23 +234,102 @@ def run_metadata(cell, ref: str) -> dict:
     }
 
 
-def evaluate_all(stage: Stage, cell, directory: Path, cache: Path, score, needs_candidates: bool) -> dict:
-    """Every eval dataset: metrics, per-query metrics and the TREC run."""
+VALIDATION_PER_QUERY = "validation_per_query.json"
+
+
+def evaluate_all(stage: Stage, cell, directory: Path, cache: Path, score, needs_candidates: bool, refs=None) -> dict:
+    """Every eval dataset (or ``refs``): metrics, per-query metrics (``per_query.json``) and the TREC run."""
+    return _evaluate(
+        stage, cell, directory, cache, score, needs_candidates, refs or cell.datasets["eval"], "per_query.json"
+    )
+
+
+def evaluate_validation(stage: Stage, cell, directory: Path, cache: Path, score, needs_candidates: bool) -> dict:
+    """The validation data of a searched cell (``validation_per_query.json``; no TREC run): what the search
+    selects on. Nothing when the cell has no validation data."""
+    ref = cell.datasets.get("validation")
+    if not ref:
+        return {"metrics": {}, "eval": {}}
+    return _evaluate(stage, cell, directory, cache, score, needs_candidates, [ref], VALIDATION_PER_QUERY, False)
+
+
+def _evaluate(stage, cell, directory, cache, score, needs_candidates, refs, per_query_file, runs=True) -> dict:
     metrics, per_query, timing = {}, {}, {}
-    for ref in cell.datasets["eval"]:
+    for ref in refs:
         coll = limit_queries(cached_collection(ref), cell.eval.get("max_queries"))
         cands = candidates_for(cell.first_stage, coll, cache, cell.eval["depth"]) if needs_candidates else None
         run, timing[ref] = score(coll, cands)
         names = tuple(cell.eval.get("metrics") or stage.metrics)
         metrics[ref], per_query[ref] = evaluate_run(coll.qrels, run, names, coll.relevance_level)
-        write_trec_run(
-            run,
-            directory / f"run.{safe_name(ref)}.trec",
-            f"{cell.method}-{cell.budget}-s{cell.seed}",
-            run_metadata(cell, ref),
-        )
-    write_json(directory / "per_query.json", per_query)
+        if runs:
+            write_trec_run(
+                run,
+                directory / f"run.{safe_name(ref)}.trec",
+                f"{cell.method}-{cell.budget}-s{cell.seed}",
+                run_metadata(cell, ref),
+            )
+    write_json(directory / per_query_file, per_query)
     return {"metrics": metrics, "eval": timing}
+
+
+def holdout_of(cell) -> dict:
+    ref = cell.datasets.get("validation")
+    return dict(cached_collection(ref).extra.get("holdout") or {}) if ref else {}
+
+
+def restored(cell, cell_dir: Path):
+    """The cell's model as it was after training: the stage builds it, the method is applied to its
+    transformers, the saved tensors are loaded."""
+    import json
+
+    from . import get_stage
+
+    stage = get_stage(cell.stage)
+    built = stage.build(cell)
+    meta = json.loads((Path(cell_dir) / "trainable" / methods.io.META).read_text())
+    extra = {"token_ids": meta["token_ids"]} if "token_ids" in meta else {}
+    methods.apply_towers(built.model, stage.tuned(built), meta["method"], **meta["knobs"], **extra)
+    methods.load(built.model, Path(cell_dir) / "trainable")
+    built.model.eval()
+    return stage, built, meta
+
+
+def score_test_from_tensors(cell, directory: Path, cache: Path, earlier: results.CellResult) -> results.CellResult:
+    """A searched cell that won its search: its saved tensors scored on the eval data (no retraining), its
+    result completed with those metrics and what it was selected against."""
+    started = time.perf_counter()
+    stage, built, _ = restored(cell, directory)
+    accelerator = make_accelerator(environment.resolve_precision(cell.mixed_precision or "no"))
+    device = accelerator.device
+    built.model.to(device)
+    evaluation = stage.Eval(**cell.eval)
+    stage.configure(built, "eval", evaluation)
+    outcome = evaluate_all(
+        stage,
+        cell,
+        directory,
+        cache,
+        lambda coll, cands: stage.score(built, coll, cands, evaluation, device, accelerator.autocast),
+        stage.needs_candidates,
+    )
+    times = {**earlier.times, "test_scoring_s": time.perf_counter() - started, "finished_at": time.time()}
+    fingerprints = {**earlier.dataset_fingerprints, **_fingerprints(cell.datasets["eval"])}
+    result = dataclasses.replace(
+        earlier,
+        metrics=outcome["metrics"],
+        eval={**earlier.eval, **outcome["eval"]},
+        times=times,
+        phase="final",
+        selection=cell.selection,
+        config=cell.to_json(),
+        dataset_fingerprints=fingerprints,
+    )
+    results.write(directory, result)
+    return result
+
+
+def _fingerprints(refs) -> dict:
+    return {ref: cached_collection(ref).fingerprint for ref in refs}
 
 
 def run_cell(stage: Stage, cell, directory: Path, cache: Path) -> results.CellResult | None:
@@ -257,6 +337,7 @@ def run_cell(stage: Stage, cell, directory: Path, cache: Path) -> results.CellRe
     started = time.perf_counter()
     system = role(cell.method)
     record, device, stats = None, "cpu", {}
+    validation = {"metrics": {}, "eval": {}}
     if system is Role.FIRST_STAGE:
         outcome = evaluate_all(stage, cell, directory, cache, lambda coll, cands: (cands, {"pairs": 0}), True)
     else:
@@ -287,19 +368,20 @@ def run_cell(stage: Stage, cell, directory: Path, cache: Path) -> results.CellRe
                 return None
         evaluation = stage.Eval(**cell.eval)
         stage.configure(built, "eval", evaluation)
-        outcome = evaluate_all(
-            stage,
-            cell,
-            directory,
-            cache,
-            lambda coll, cands: stage.score(built, coll, cands, evaluation, device, accelerator.autocast),
-            stage.needs_candidates,
-        )
+        score = lambda coll, cands: stage.score(built, coll, cands, evaluation, device, accelerator.autocast)  # noqa: E731
+        if system.trains:
+            validation = evaluate_validation(stage, cell, directory, cache, score, stage.needs_candidates)
+        if cell.scoring == "validation":  # the search phase: validation data alone
+            outcome = {"metrics": {}, "eval": {}}
+        else:
+            outcome = evaluate_all(stage, cell, directory, cache, score, stage.needs_candidates)
     result = results.for_cell(
         cell,
         results.Status.DONE,
         metrics=outcome["metrics"],
-        eval=outcome["eval"],
+        eval={**validation["eval"], **outcome["eval"]},
+        validation=validation["metrics"],
+        holdout=holdout_of(cell),
         **({k: getattr(record, k) for k in ("knobs", "trainable", "backbone", "pct", "head")} if record else {}),
         train=stats,
         times={
@@ -313,7 +395,10 @@ def run_cell(stage: Stage, cell, directory: Path, cache: Path) -> results.CellRe
         processes=int(os.environ.get("WORLD_SIZE", "1")),
         versions=environment.versions(),
         git_commit=environment.git_commit(),
-        dataset_fingerprints={ref: cached_collection(ref).fingerprint for ref in cell.datasets["eval"]},
+        dataset_fingerprints=_fingerprints(
+            ([] if cell.scoring == "validation" else cell.datasets["eval"])
+            + [r for r in (cell.datasets.get("train"), cell.datasets.get("validation")) if r and system.trains]
+        ),
         precision=environment.resolve_precision(cell.mixed_precision) if cell.mixed_precision else None,
         extra={"command": os.environ["BENCH_COMMAND"]} if os.environ.get("BENCH_COMMAND") else {},
     )

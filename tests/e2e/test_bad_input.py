@@ -49,6 +49,35 @@ SUITE_CASES = {
     "no datasets": (dict(datasets=None), "datasets: Field required"),
     "bad precision": (dict(mixed_precision="fp8"), "mixed_precision: Input should be"),
     "bad template": (dict(stage="qlm", model="tiny-llama", prompt={"template": "{query} first"}), "qlm template"),
+    "search without validation data": (
+        dict(search={"lr": [1e-4, 1e-3]}),
+        "search needs validation data: give the datasets entry for toy/train validation: <split> or holdout:",
+    ),
+    "search of an unknown setting": (
+        dict(search={"lrate": [1e-4]}, datasets=[{"train": "toy/train", "eval": ["toy/test"], "holdout": 0.5}]),
+        "unknown key 'search.lrate' (did you mean 'lr'?)",
+    ),
+    "search value the stage refuses": (
+        dict(search={"lr": [-1.0]}, datasets=[{"train": "toy/train", "eval": ["toy/test"], "holdout": 0.5}]),
+        'search {"lr": -1.0}',
+    ),
+    "validation that is a test split": (
+        dict(datasets=[{"train": "toy/train", "eval": ["toy/test"], "validation": "toy/test"}]),
+        "is also an eval split",
+    ),
+    "holdout and validation both": (
+        dict(datasets=[{"train": "toy/train", "eval": ["toy/test"], "validation": "toy/x", "holdout": 0.2}]),
+        "not both",
+    ),
+    "holdout of 1": (dict(datasets=[{"train": "toy/train", "eval": ["toy/test"], "holdout": 1.0}]), "holdout"),
+    "search seed outside the grid": (
+        dict(
+            search={"lr": [1e-4]},
+            search_seeds=[99],
+            datasets=[{"train": "toy/train", "eval": ["toy/test"], "holdout": 0.5}],
+        ),
+        "search seed 99 is not one of the grid's seeds",
+    ),
 }
 
 
@@ -84,6 +113,8 @@ FLAG_CASES = {
     "--stage sparse": (["--stage", "sparse"], "unknown stage 'sparse'"),
     "--metrics x": (["--metrics", "x"], "'x' is not a ranx metric"),
     "--gpus-per-cell -1": (["--gpus-per-cell", "-1"], "must be a positive number"),
+    "--search lr": (["--search", "lr"], "--search 'lr': write SETTING=V1,V2"),
+    "--search without validation": (["--search", "lr=1e-4,1e-3"], "search needs validation data"),
 }
 
 

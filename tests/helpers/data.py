@@ -42,6 +42,36 @@ def write_beir(root: Path, name: str = "toy") -> Path:
     return folder
 
 
+WORDS = (
+    "rain cloud storm river ocean market stock bread flour vaccine immune virus light speed planet star "
+    "football match goal paint colour kitchen garden flower tree forest mountain valley city train engine "
+    "music song guitar piano school lesson book paper computer network signal battery solar wind energy"
+).split()
+
+
+def write_synthetic_beir(root: Path, name: str = "synth", documents: int = 60, train: int = 40) -> Path:
+    """A seeded BEIR folder big enough for validation scores to differ: ``documents`` documents of six
+    words, one query per document (three of its words and one other), ``train`` of them in the train
+    split and the rest in test."""
+    import random
+
+    rng = random.Random(7)
+    folder = Path(root) / name
+    (folder / "qrels").mkdir(parents=True)
+    docs = {f"d{i}": " ".join(rng.sample(WORDS, 6)) for i in range(documents)}
+    queries = {f"q{i}": " ".join(rng.sample(docs[f"d{i}"].split(), 3) + [rng.choice(WORDS)]) for i in range(documents)}
+    with (folder / "corpus.jsonl").open("w") as f:
+        for doc_id, text in docs.items():
+            f.write(json.dumps({"_id": doc_id, "title": "", "text": text}) + "\n")
+    with (folder / "queries.jsonl").open("w") as f:
+        for qid, text in queries.items():
+            f.write(json.dumps({"_id": qid, "text": text}) + "\n")
+    for split, ids in (("train", range(train)), ("test", range(train, documents))):
+        lines = ["query-id\tcorpus-id\tscore"] + [f"q{i}\td{i}\t1" for i in ids]
+        (folder / "qrels" / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
 def write_toy_suite(tmp_path: Path, name: str, **overrides) -> Path:
     """A toy BEIR folder under ``tmp_path/data`` and a suite YAML on it for the tiny random model."""
     import yaml

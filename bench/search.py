@@ -1,0 +1,198 @@
+"""The search: every searched configuration of a method trained on the search seeds and scored on validation
+data alone, one configuration selected per (stage, datasets, method, budget) on its mean validation score,
+then the selected configuration's remaining seeds run and every selected cell is scored on the test data.
+
+The expansion (``plan``) turns a suite's ``search:`` into configurations (after HELM's run-spec expansion:
+one function, many cells); ``select_on_validation`` is the one selecting function and is handed validation
+scores alone, so a test metric cannot reach it. What a selected cell won against is recorded in its
+result (``selection``), and the report reads it from there (``bench.report.search_views``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+
+from .cells import Cell, expand
+from .errors import BenchError
+from .stages import get_stage
+from .store import RunStore
+
+TIE_RULE = "highest mean validation score over the search seeds; ties (equal to 1e-12): the value listed first"
+
+
+def select_on_validation(candidates: dict[str, list[float]]) -> str | None:
+    """The configuration (key) with the highest mean validation score; a tie goes to the configuration
+    listed first. Configurations with no score (every search seed failed) are out; None if none is left."""
+    best, best_mean = None, -math.inf
+    for key, scores in candidates.items():
+        if not scores:
+            continue
+        mean = sum(scores) / len(scores)
+        if mean > best_mean + 1e-12:
+            best, best_mean = key, mean
+    return best
+
+
+def configurations(search: dict, method: str) -> list[dict]:
+    """The searched settings of ``method`` in declaration order: the product of each setting's values (its
+    own list where the search names the method, else the ``default`` list); [{}] when nothing is searched."""
+    axes = []
+    for key, spec in search.items():
+        values = spec.get(method, spec.get("default")) if isinstance(spec, dict) else spec
+        if values:
+            axes.append([(key, v) for v in values])
+    return [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
+
+
+def label(config: dict) -> str:
+    return json.dumps(config, sort_keys=True, default=str)
+
+
+@dataclass
+class Group:
+    """One (stage, datasets, method, budget) of the grid: its cells at the suite's settings (one per seed)
+    and the configurations to try."""
+
+    cells: list[Cell]
+    configs: list[dict]
+    search_seeds: list[int]
+    capped: dict  # search_train: settings of the search cells alone
+    metric: str
+    searched: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple:
+        c = self.cells[0]
+        return (c.stage, json.dumps(c.datasets, sort_keys=True), c.method, c.budget)
+
+    def _with(self, cell: Cell, config: dict, **changes) -> Cell:
+        stage = get_stage(cell.stage)
+        train = stage.Train(**{**cell.train, **config, **changes.pop("train", {})}).model_dump()
+        return cell.replace(train=train, **changes)
+
+    def searched_cells(self, config: dict) -> list[Cell]:
+        seeds = [c for c in self.cells if c.seed in self.search_seeds]
+        return [self._with(c, config, train=self.capped, scoring="validation") for c in seeds]
+
+    def search_cells(self) -> list[Cell]:
+        return [c for config in self.configs for c in self.searched_cells(config)]
+
+    def scores(self, store: RunStore) -> dict[str, dict[int, float]]:
+        """Per configuration: search seed -> validation score of its finished search cells (validation
+        metrics only: ``CellResult.validation``)."""
+        out: dict[str, dict[int, float]] = {}
+        for config in self.configs:
+            seeds = out.setdefault(label(config), {})
+            for cell in self.searched_cells(config):
+                result = store.result(cell)
+                if result is None or not result.done:
+                    continue
+                value = (result.validation.get(cell.datasets.get("validation")) or {}).get(self.metric)
+                if value is not None:
+                    seeds[cell.seed] = float(value)
+        return out
+
+    def pending_search(self, store: RunStore) -> int:
+        return sum(1 for c in self.search_cells() if not store.state(c).finished and not store.state(c).retryable)
+
+    def final_cells(self, store: RunStore) -> list[Cell]:
+        """The selected configuration's cells for every seed (scoring validation and test), or [] while a
+        search cell is unfinished or no configuration has a score."""
+        if self.pending_search(store):
+            return []
+        scores = self.scores(store)
+        chosen = select_on_validation({k: list(v.values()) for k, v in scores.items()})
+        if chosen is None:
+            return []
+        config = next(c for c in self.configs if label(c) == chosen)
+        selection = {
+            "metric": self.metric,
+            "validation": self.cells[0].datasets.get("validation"),
+            "searched": self.searched,
+            "chosen": config,
+            "rule": TIE_RULE,
+            "search_seeds": self.search_seeds,
+            "capped": self.capped,
+            "configurations": [  # every configuration's validation scores, for the report
+                {
+                    "config": c,
+                    "scores": {str(s): v for s, v in scores[label(c)].items()},
+                    "mean": _mean(scores[label(c)]),
+                }
+                for c in self.configs
+            ],
+        }
+        return [self._with(c, config, scoring="all", selection=selection) for c in self.cells]
+
+    def added_cells(self) -> int:
+        """Cells the search adds to the grid: every configuration on the search seeds, less the selected
+        configuration's search cells when they are reused (no ``search_train``)."""
+        runs = len(self.configs) * len(self.search_seeds)
+        return runs if self.capped else runs - len(self.search_seeds)
+
+
+def _mean(scores: dict) -> float | None:
+    return sum(scores.values()) / len(scores) if scores else None
+
+
+@dataclass
+class Plan:
+    fixed: list[Cell]  # cells outside any search (baselines; everything when the suite searches nothing)
+    groups: list[Group]
+
+    @property
+    def searching(self) -> bool:
+        return bool(self.groups)
+
+    def first_phase(self) -> list[Cell]:
+        return self.fixed + [c for g in self.groups for c in g.search_cells()]
+
+    def final_phase(self, store: RunStore) -> list[Cell]:
+        return [c for g in self.groups for c in g.final_cells(store)]
+
+    def grid_cells(self) -> list[Cell]:
+        """The grid's cells at the suite's settings (what k/n seeds count against)."""
+        return self.fixed + [c for g in self.groups for c in g.cells]
+
+    def added_cells(self) -> int:
+        return sum(g.added_cells() for g in self.groups)
+
+
+def headline(cell: Cell) -> str:
+    """The metric the search selects on: the report's headline (nDCG@10) where the cell computes it."""
+    names = list(cell.eval.get("metrics") or get_stage(cell.stage).metrics)
+    return "ndcg@10" if "ndcg@10" in names else names[0]
+
+
+def plan(suite, over=None) -> Plan:
+    """The suite's cells, and per trained (stage, datasets, method, budget) its search when it has one."""
+    cells = expand(suite, over)
+    top = suite.top
+    if not top.search:
+        return Plan(cells, [])
+    seeds = list(top.search_seeds or top.seeds[:1])
+    fixed, grouped = [], {}
+    for cell in cells:
+        configs = configurations(top.search, cell.method) if cell.train is not None else [{}]
+        if configs == [{}]:
+            fixed.append(cell)
+            continue
+        key = (cell.stage, json.dumps(cell.datasets, sort_keys=True), cell.method, cell.budget)
+        if key not in grouped:
+            searched = {k: [c[k] for c in configs if k in c] for k in configs[0]}
+            grouped[key] = Group([], configs, seeds, dict(top.search_train), headline(cell), _unique(searched))
+        grouped[key].cells.append(cell)
+    for group in grouped.values():
+        for config in group.configs:  # a searched value the stage refuses: one error before anything runs
+            try:
+                group._with(group.cells[0], config, train=group.capped)
+            except Exception as exc:  # noqa: BLE001  (pydantic's message, made one line)
+                raise BenchError(f"suite {suite.where}: search {label(config)}: {str(exc).splitlines()[0]}") from None
+    return Plan(fixed, list(grouped.values()))
+
+
+def _unique(searched: dict) -> dict:
+    return {k: list(dict.fromkeys(v)) for k, v in searched.items()}

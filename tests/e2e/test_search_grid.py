@@ -1,0 +1,87 @@
+"""The search end to end on a toy grid (tiny-bert): every searched configuration on the search seed, scored
+on validation data alone; the configuration with the best validation score selected; its remaining seeds
+run and its search cell scored on the test data from its saved tensors; the other configurations never
+reach a leaderboard. And a store written before the search resumes with nothing recomputed."""
+
+import json
+import shutil
+
+import yaml
+
+from conftest import GOLDEN
+from helpers.cli import bench
+from helpers.data import write_beir, write_synthetic_beir
+
+
+def _results(store):
+    return [json.loads(p.read_text()) for p in sorted(store.glob("*/result.json"))]
+
+
+def _suite(tmp_path, lrs):
+    suite = {
+        "name": "searched",
+        "stage": "rerank",
+        "model": "tiny-bert",
+        "methods": ["bm25", "lora"],
+        "budgets": [2.0],
+        "seeds": [1, 2],
+        "datasets": [{"train": "synth/train", "eval": ["synth/test"], "holdout": 0.3}],
+        "first_stage": {"backend": "bm25s", "depth": 10},
+        "train": {"steps": 6, "batch_queries": 4, "group_size": 3, "max_length": 32},
+        "eval": {"depth": 10, "batch_size": 16, "max_length": 32},
+        "search": {"lr": {"default": lrs}},
+    }
+    path = tmp_path / "searched.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    return path
+
+
+def test_the_selected_configuration_is_the_best_on_validation_and_only_it_reaches_the_report(tmp_path):
+    write_synthetic_beir(tmp_path / "data", "synth")
+    lrs = [3.0e-3, 3.0e-1, 1.0e-6]
+    suite = _suite(tmp_path, lrs)
+    done = bench("run", "--suite", suite, "--out", tmp_path / "runs", env_path=tmp_path / "data")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "the search adds 2 cells to the grid" in done.stdout
+    store = tmp_path / "runs" / "searched"
+    lora = [r for r in _results(store) if r["method"] == "lora"]
+    search = {r["config"]["train"]["lr"]: r for r in lora if r["seed"] == 1}
+    assert sorted(search) == sorted(lrs) and all("validation" in r for r in search.values())
+    validation = {lr: r["validation"]["synth/train~holdout:0.3:s0"]["ndcg@10"] for lr, r in search.items()}
+    best = max(lrs, key=lambda lr: (validation[lr], -lrs.index(lr)))  # ties: the value listed first
+    assert best != lrs[0], validation  # the suite's first value is not the best here: the search matters
+    finals = [r for r in lora if r["phase"] == "final"]
+    assert sorted(r["seed"] for r in finals) == [1, 2]
+    assert {r["config"]["train"]["lr"] for r in finals} == {best}
+    assert all(r["selection"]["chosen"] == {"lr": best} and "synth/test" in r["metrics"] for r in finals)
+    losers = [r for lr, r in search.items() if lr != best]
+    assert all(r["phase"] == "search" and r["metrics"] == {} for r in losers)  # never scored on the test data
+    assert all((store / r["cell_id"] / "trainable").is_dir() for r in finals)
+    report = bench("report", "--suite", suite, "--runs", tmp_path / "runs", "--out", tmp_path / "rep")
+    assert report.returncode == 0, report.stderr[-3000:]
+    board = (tmp_path / "rep" / "searched" / "leaderboard.csv").read_text()
+    lora_rows = [line for line in board.splitlines() if ",lora," in line]
+    assert lora_rows and all(",2/2," in line for line in lora_rows), lora_rows
+    markdown = (tmp_path / "rep" / "searched" / "leaderboard.md").read_text()
+    assert f"chosen lr={best:g}" in markdown and "Search: 2 cells beyond the selected ones" in markdown
+    html = (tmp_path / "rep" / "searched" / "index.html").read_text()
+    assert "Expected best validation score after n configurations" in html
+    status = bench("status", "--suite", suite, "--out", tmp_path / "runs", env_path=tmp_path / "data")
+    assert "3/3 search cells done; a configuration selected on validation for 1/1" in status.stdout
+    assert "0 pending" in status.stdout
+    again = bench("run", "--suite", suite, "--out", tmp_path / "runs", env_path=tmp_path / "data")
+    assert again.returncode == 0 and "train lora" not in again.stderr  # resumes: nothing trained again
+
+
+def test_a_store_written_before_the_search_resumes_with_nothing_recomputed(tmp_path):
+    write_beir(tmp_path / "data", "toy")
+    shutil.copytree(GOLDEN / "store_v2_presearch", tmp_path / "runs")
+    shutil.copy(GOLDEN / "presearch.yaml", tmp_path / "presearch.yaml")
+    before = {p: p.read_bytes() for p in (tmp_path / "runs").rglob("*") if p.is_file()}
+    done = bench("run", "--suite", tmp_path / "presearch.yaml", "--out", tmp_path / "runs", env_path=tmp_path / "data")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "cells: 11 done, 4 not_applicable, 0 failed, 0 diverged, 0 running, 0 pending" in done.stdout
+    assert done.stdout.count("skip ") + done.stderr.count("skip ") == 15
+    assert all(p.read_bytes() == content for p, content in before.items())  # nothing rewritten
+    after = {p for p in (tmp_path / "runs").rglob("*") if p.is_file()}
+    assert all("_cache" in p.parts for p in after - set(before))
