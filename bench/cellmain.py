@@ -9,8 +9,15 @@ import os
 import sys
 from pathlib import Path
 
+from .errors import BenchError
+
 
 def main() -> int:
+    import signal
+
+    from .cli import on_sigterm
+
+    signal.signal(signal.SIGTERM, on_sigterm)  # the launcher's terminate: the claim is released on the way out
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
     parser.add_argument("--cell", required=True, help="the cell's resolved config (JSON)")
@@ -26,7 +33,13 @@ def main() -> int:
     from .cells import Cell
     from .worker import execute
 
-    status, _ = execute(Cell.from_json(cell), Path(args.out), reraise_user_errors=False)
+    try:
+        status, _ = execute(Cell.from_json(cell), Path(args.out), reraise_user_errors=False)
+    except KeyboardInterrupt:
+        return 143
+    except BenchError as exc:  # a full disk: one line, the launcher stops the grid
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 3
     return 0 if status.finished else 1
 
 

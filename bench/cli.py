@@ -112,6 +112,12 @@ def _migrate_command(args) -> int:
     return migrate_from_cli(args)
 
 
+def _recompute_command(args) -> int:
+    from .runner import recompute_from_cli
+
+    return recompute_from_cli(args)
+
+
 def _status_command(args) -> int:
     from .runner import status_from_cli
 
@@ -288,6 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
     mg = _parser(store_sub, "migrate", help="rename the folders of a store written before cell ids version 2")
     _grid_arguments(mg)
     mg.set_defaults(func=_migrate_command)
+    rc = _parser(
+        store_sub,
+        "recompute",
+        help="set cells aside (a result this version cannot read, or one to run again): never deleted",
+    )
+    rc.add_argument("cells", nargs="+", help="cell folders: RUN_DIR/<suite>/<cell-id>")
+    rc.set_defaults(func=_recompute_command)
 
     pf = _parser(sub, "perf", help="throughput, memory and FLOP/s against reference stacks (writes JSON)")
     from .perf import add_arguments
@@ -311,10 +324,25 @@ def _fail(message: str) -> int:
     return 2
 
 
+def on_sigterm(signum=None, frame=None):
+    """SIGTERM (a scheduler's warning before it kills) takes the same clean path as Ctrl-C: the cell at work
+    stops, its claim is released, the store stays resumable."""
+    interrupt = KeyboardInterrupt()
+    interrupt.signal_name = "SIGTERM"
+    raise interrupt
+
+
 def main(argv=None) -> int:
+    import signal
+
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         return args.func(args)
+    except KeyboardInterrupt as exc:
+        name = getattr(exc, "signal_name", "SIGINT")
+        print(f"bench: interrupted ({name}); run the same command again to resume", file=sys.stderr)
+        return 143 if name == "SIGTERM" else 130
     except BenchError as exc:
         return _fail(str(exc))
     except BrokenPipeError:  # `bench ... | head`: the reader left; leave quietly

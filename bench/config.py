@@ -62,6 +62,16 @@ def _unique(values: list, what: str) -> list:
     return values
 
 
+MAX_SEED = 2**32 - 1  # numpy's RandomState takes 0 .. 2**32 - 1 (random and torch take more)
+
+
+def _seed_range(values: list) -> list:
+    for value in values:
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= MAX_SEED:
+            raise ValueError(f"seed {value} is outside 0 .. {MAX_SEED} (what numpy's seeding accepts)")
+    return values
+
+
 class SuiteModel(Settings):
     """The top-level keys of a suite (stage sections and stage-owned sections are checked beside it)."""
 
@@ -139,7 +149,7 @@ class SuiteModel(Settings):
     def _seeds(cls, value):
         if isinstance(value, int) and not isinstance(value, bool):
             value = [value]
-        return _unique(value, "seed") if isinstance(value, list) else value
+        return _unique(_seed_range(value), "seed") if isinstance(value, list) else value
 
     @field_validator("datasets", mode="before")
     @classmethod

@@ -306,6 +306,16 @@ def check_judgments(qrels: dict, queries: dict, corpus: dict, where: str) -> dic
 OFFICIAL = "official"  # split name: the folder's official/qrels.*.txt (e.g. the full NIST qrels of TREC DL)
 
 
+def without_empty_queries(qrels: dict, queries: dict, where: str) -> dict:
+    """Judged queries whose text is empty or whitespace are skipped (nothing to score them on), with one
+    warning naming them; empty documents stay (BEIR corpora have them: they score like any document)."""
+    empty = sorted(q for q in qrels if q in queries and not queries[q].strip())
+    if empty:
+        shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        warn(f"{where}: {len(empty)} judged queries have no text ({shown}): skipped, not scored")
+    return {q: j for q, j in qrels.items() if q not in empty}
+
+
 def official_file(folder: Path, pattern: str) -> Path:
     found = sorted((folder / OFFICIAL).glob(pattern))
     if len(found) != 1:
@@ -327,6 +337,7 @@ def load_beir_folder(folder: Path, split: str, ref: str | None = None) -> Collec
     all_queries = read_queries(queries_path)
     corpus = read_corpus(corpus_path)
     qrels = check_judgments(read_qrels(qrels_path), all_queries, corpus, str(qrels_path))
+    qrels = without_empty_queries(qrels, all_queries, str(queries_path))
     queries = {q: all_queries[q] for q in qrels}
     if not queries:
         raise BenchError(f"{qrels_path}: no judged query of {queries_path} (empty query set)")
@@ -372,7 +383,7 @@ def load_ir_datasets(ref: str) -> Collection:
             f"files under {home} (ir_datasets' layout), or give a local BEIR folder "
             "(e.g. scifact/test with BENCH_DATA_PATH)"
         ) from None
-    qrels = check_judgments(qrels, queries, corpus, ref)
+    qrels = without_empty_queries(check_judgments(qrels, queries, corpus, ref), queries, ref)
     queries = {q: queries[q] for q in qrels}
     if not queries:
         raise BenchError(f"dataset {ref!r} has no judged queries")

@@ -11,6 +11,9 @@ from methods.io import atomic_write
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    from .faults import check_write
+
+    check_write(path)
     atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 

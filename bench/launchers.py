@@ -147,13 +147,25 @@ def _pool(cells: list, out: Path, workers: int, processes: int, on_done, alone: 
             for proc in [p for p in running if p.poll() is not None]:
                 _, cell, cell_file = running.pop(proc)
                 cell_file.unlink(missing_ok=True)
+                if proc.returncode == 3:  # the worker's disk refused a write (its line is above): stop the grid
+                    from .worker import DiskError
+
+                    raise DiskError(
+                        f"cell {cell.label}: stopped on a disk error; free space and run the same command again"
+                    )
                 if not alone and _out_of_memory_on_a_share(cell, out):
                     retry.append(cell)
                 elif on_done is not None:
                     on_done(cell)
     finally:
+        for proc in running:  # interrupted: each worker stops its cell and releases its claim, then exits
+            proc.terminate()
+        deadline = time.time() + 30
         for proc in running:
-            proc.kill()
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
         try:
             (Path(out) / "_queue").rmdir()  # gone once empty: nothing left behind after a run
         except OSError:

@@ -28,6 +28,7 @@ class Status(str, Enum):
     DIVERGED = "diverged"
     RUNNING = "running"
     PENDING = "pending"
+    UNREADABLE = "unreadable"  # a result this version cannot read (a newer schema, a broken file): never cleared
 
     @property
     def finished(self) -> bool:  # never recomputed
@@ -153,24 +154,52 @@ def write(directory: Path, result: CellResult) -> None:
     write_json(Path(directory) / RESULT, result.to_json())
 
 
-def load(directory: Path, quiet: bool = False) -> CellResult | None:
-    """The cell's result, or None when it has none yet. A result that cannot be read (a disk filled up, a
-    copy cut short) counts as none, with a one-line warning: the cell is simply unfinished."""
+@dataclass(frozen=True)
+class Unreadable:
+    """A ``result.json`` this version cannot read: why, and what to do. Such a cell is never cleared."""
+
+    path: Path
+    reason: str
+
+    @property
+    def fix(self) -> str:
+        if "newer" in self.reason:
+            return "upgrade peft-ir-bench to read it, or `bench store recompute` to set it aside and run the cell again"
+        return "restore the file, or `bench store recompute` to set it aside and run the cell again"
+
+
+def inspect(directory: Path) -> CellResult | Unreadable | None:
+    """The cell's result, ``Unreadable`` when there is one this version cannot read (a newer schema, a file
+    cut short or not a result), or None when it has none yet."""
     path = Path(directory) / RESULT
     try:
         data = read_json(path)
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
-        if not quiet:
-            warn(f"{path} is unreadable ({type(exc).__name__}); the cell counts as unfinished")
-        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return Unreadable(path, f"not valid JSON ({type(exc).__name__})")
+    except OSError as exc:
+        return Unreadable(path, f"cannot be read ({exc.strerror or type(exc).__name__})")
     if data is None:
         return None
+    if not isinstance(data, dict):
+        return Unreadable(path, "not a cell result")
+    schema = data.get("schema")
+    if isinstance(schema, int) and schema > SCHEMA:
+        return Unreadable(path, f"written by a newer version (result schema {schema}; this version reads {SCHEMA})")
     try:
         return CellResult.from_json(data)
     except (TypeError, ValueError, KeyError) as exc:
+        return Unreadable(path, f"not a cell result ({exc})")
+
+
+def load(directory: Path, quiet: bool = False) -> CellResult | None:
+    """The cell's result, or None when it has none or has one this version cannot read (with a one-line
+    warning unless ``quiet``; ``inspect`` tells the two apart)."""
+    found = inspect(directory)
+    if isinstance(found, Unreadable):
         if not quiet:
-            warn(f"{path} does not hold a cell result ({exc}); the cell counts as unfinished")
+            warn(f"{found.path} is {found.reason}: left out; {found.fix}")
         return None
+    return found
 
 
 @dataclass

@@ -6,16 +6,18 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from . import config
+from . import config, results
 from .cells import Cell, expand
 from .launchers import launch
 from .results import Status
 from .store import RunStore, tidy_finished
+from .worker import RETRY_ENV, DiskError
 
 
 def resolve_grid(args, runs: Path | None = None) -> tuple[config.Suite, list[Cell], RunStore]:
@@ -54,6 +56,8 @@ def run_from_cli(args) -> int:
     check_inputs(grid.first_phase())
     writable_folder(Path(args.out), "--out")
     retry = getattr(args, "retry_failed", False)
+    if retry:
+        os.environ[RETRY_ENV] = "1"
     phases = [("search" if grid.searching else "cells", grid.first_phase)]
     if grid.searching:
         phases.append(("selected", lambda: grid.final_phase(store)))
@@ -61,8 +65,13 @@ def run_from_cli(args) -> int:
     for name, phase_cells in phases:
         chosen = phase_cells()
         cells += chosen
-        if _launch(cells_to_run(chosen, store, retry_failed=retry), name, args, store):
-            return 130
+        try:
+            stopped = _launch(cells_to_run(chosen, store, retry_failed=retry), name, args, store)
+        except DiskError:
+            print(_counts_line(summarise(cells, store)[0]), file=sys.stderr)
+            raise
+        if stopped:
+            return stopped
     cells = _reported(grid, store) if grid.searching else cells
     from .report.stats import build_rows
     from .report.terminal import leaderboard
@@ -76,12 +85,21 @@ def run_from_cli(args) -> int:
     print(_counts_line(counts))
     for cell, status, error in problems:
         print(f"{status}: {cell.label} ({store.dir_for(cell).name}): {error}", file=sys.stderr)
-    unfinished = counts.get(Status.PENDING) or counts.get(Status.RUNNING)
+    if counts.get(Status.RUNNING):
+        print(
+            f"{counts[Status.RUNNING]} cells are being run by another process (bench status shows who); "
+            "run the same command again once they finish",
+            file=sys.stderr,
+        )
+    for cell in cells:
+        if store.state(cell) is Status.UNREADABLE:
+            print(f"unreadable: {cell.label} ({store.dir_for(cell).name}): left as it is", file=sys.stderr)
+    unfinished = counts.get(Status.PENDING) or counts.get(Status.RUNNING) or counts.get(Status.UNREADABLE)
     return 1 if problems or unfinished else 0
 
 
-def _launch(todo: list[Cell], phase: str, args, store: RunStore) -> bool:
-    """Run ``todo``; True when interrupted (the message says how to resume)."""
+def _launch(todo: list[Cell], phase: str, args, store: RunStore) -> int:
+    """Run ``todo``; the exit status when interrupted (the message says how to resume), else 0."""
     bar = tqdm(total=len(todo), desc=phase, unit="cell")
     try:
         launch(
@@ -92,12 +110,17 @@ def _launch(todo: list[Cell], phase: str, args, store: RunStore) -> bool:
             on_done=lambda cell: (bar.update(1), bar.write(_line(cell, store))),
             **_launcher_options(args),
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         bar.close()
-        print("bench: interrupted; run the same command again to resume (finished cells are kept)", file=sys.stderr)
-        return True
+        signal_name = getattr(exc, "signal_name", "SIGINT")
+        print(
+            f"bench: interrupted ({signal_name}): the cell at work stopped and its claim was released; run the same "
+            "command again to resume (finished cells are kept)",
+            file=sys.stderr,
+        )
+        return 143 if signal_name == "SIGTERM" else 130
     bar.close()
-    return False
+    return 0
 
 
 def _reported(grid, store: RunStore) -> list[Cell]:
@@ -143,9 +166,21 @@ def cells_to_run(cells: list[Cell], store: RunStore, retry_failed: bool = False)
             tidy_finished(directory)
         if state is Status.PENDING or (retry_failed and state.retryable) or _needs_test_scoring(cell, store):
             todo.append(cell)
+        elif state is Status.UNREADABLE:
+            found = results.inspect(directory)
+            tqdm.write(f"skip {cell.label}: {found.path} is {found.reason}; left as it is: {found.fix}")
+        elif state is Status.RUNNING:
+            tqdm.write(f"skip {cell.label} (running: {_owner_text(store.owner(cell))}: {directory})")
         else:
             tqdm.write(f"skip {cell.label} ({state.value}: {directory})")
     return todo
+
+
+def _owner_text(owner: dict | None) -> str:
+    if not owner:
+        return "owner unknown"
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(owner.get("started", 0))))
+    return f"pid {owner.get('pid')} on {owner.get('host')} since {started}"
 
 
 def _needs_test_scoring(cell: Cell, store: RunStore) -> bool:
@@ -203,8 +238,12 @@ def status_from_cli(args) -> int:
     print(f"suite {suite.name}: {len(cells)} cells in {store.root}")
     print(_counts_line(counts))
     for cell in cells:
-        if store.state(cell) is Status.RUNNING:
-            print(f"running: {cell.label} ({store.dir_for(cell).name})")
+        state = store.state(cell)
+        if state is Status.RUNNING:
+            print(f"running: {cell.label} ({store.dir_for(cell).name}): {_owner_text(store.owner(cell))}")
+        elif state is Status.UNREADABLE:
+            found = results.inspect(store.dir_for(cell))
+            print(f"unreadable: {cell.label}: {found.path} is {found.reason}; {found.fix}")
     for cell, status, error in problems:
         print(f"{status}: {cell.label} ({store.dir_for(cell).name}): {error}")
     return 0
@@ -216,6 +255,27 @@ def migrate_from_cli(args) -> int:
     for old, new in moves:
         print(f"{old.name} -> {new.name}")
     print(f"suite {suite.name}: {len(moves)} folder(s) renamed to today's cell ids in {store.root}")
+    return 0
+
+
+def recompute_from_cli(args) -> int:
+    """``bench store recompute CELL_DIR ...``: a cell's folder (an unreadable result, or one to run again) set
+    aside whole under ``<suite>/_set_aside/`` (never deleted); the next ``bench run`` computes the cell."""
+    from .errors import BenchError
+    from .store import owner
+
+    for raw in args.cells:
+        folder = Path(raw)
+        if not (folder / "config.json").is_file() and not (folder / results.RESULT).is_file():
+            raise BenchError(f"{folder}: not a cell folder of a run store (config.json or result.json needed)")
+        if owner(folder) is not None:
+            raise BenchError(f"{folder}: the cell is at work ({_owner_text(owner(folder))}); wait for it to finish")
+    for raw in args.cells:
+        folder = Path(raw)
+        target = folder.parent / "_set_aside" / f"{folder.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(folder, target)
+        print(f"{folder.name}: set aside as {target}; the next bench run computes the cell")
     return 0
 
 

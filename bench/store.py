@@ -1,9 +1,14 @@
 """The run store: ``<out>/<suite>/<cell-id>/`` per cell, the single source of truth for what is done.
 
 Files are renamed into place whole (``bench.files``); a cell is finished once its result says so
-(``bench.results``); a cell at work keeps ``heartbeat.json`` fresh; anything else is pending. Stores
-written before cell ids version 2 keep working: an index from each old folder's ``config.json`` to
-the cell's id today finds them (``bench store migrate`` renames them, optionally)."""
+(``bench.results``); a result this version cannot read is ``unreadable`` and never cleared; a cell at work
+is claimed (``claim.json``: host, pid, start, last beat, created by an atomic hard link, so exactly one
+process holds it, on a local disk or NFS alike) and its owner keeps the beat fresh; anything else is
+pending. A claim whose owner is gone (a dead pid on this host, or no beat for ``STALE_SECONDS``) is taken
+over under a mutex (an atomic mkdir) and the takeover recorded. Every claim, takeover and release is one
+line of ``<suite>/_claims.jsonl``. Stores written before cell ids version 2 keep working: an index from
+each old folder's ``config.json`` to the cell's id today finds them (``bench store migrate`` renames them,
+optionally)."""
 
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ import socket
 import sys
 import threading
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import results
@@ -21,22 +28,31 @@ from .cells import ID_VERSION, Cell
 from .files import read_json, write_json
 from .results import Status
 
-HEARTBEAT = "heartbeat.json"
+HEARTBEAT = "heartbeat.json"  # stores before claims: read, never written
+CLAIM = "claim.json"
+CLAIMS_LOG = "_claims.jsonl"
+TAKEOVER = ".claim.takeover"
 CONFIG = "config.json"
 BEAT_SECONDS = 10.0
 STALE_SECONDS = 120.0  # a heartbeat from another host this old means its worker is gone
 
 
 def _alive(beat: dict) -> bool:
+    """Whether the owner of a claim (or an old heartbeat) is at work: on this host its pid exists and its
+    beat is fresh; on another host its beat is fresh."""
+    try:
+        fresh = time.time() - float(beat.get("beat", 0)) < STALE_SECONDS
+    except (TypeError, ValueError):
+        fresh = False
     if beat.get("host") == socket.gethostname():
         try:
             os.kill(int(beat["pid"]), 0)
         except ProcessLookupError:
             return False
-        except (PermissionError, ValueError, KeyError):
-            return True
-        return True
-    return time.time() - float(beat.get("beat", 0)) < STALE_SECONDS
+        except (PermissionError, ValueError, KeyError, TypeError):
+            return fresh
+        return fresh
+    return fresh
 
 
 def _beat(directory: Path) -> dict | None:
@@ -46,12 +62,155 @@ def _beat(directory: Path) -> dict | None:
         return None
 
 
+def _claim_file(directory: Path) -> dict | None:
+    try:
+        data = read_json(Path(directory) / CLAIM)
+    except (json.JSONDecodeError, OSError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def owner(directory: Path) -> dict | None:
+    """The live owner of a cell (its claim, or an old store's heartbeat), or None."""
+    for beat in (_claim_file(directory), _beat(directory)):
+        if beat is not None and _alive(beat):
+            return beat
+    return None
+
+
 def state(directory: Path) -> Status:
-    result = results.load(directory, quiet=True)
-    if result is not None:
-        return result.status
-    beat = _beat(directory)
-    return Status.RUNNING if beat is not None and _alive(beat) else Status.PENDING
+    found = results.inspect(directory)
+    if isinstance(found, results.Unreadable):
+        return Status.UNREADABLE
+    if found is not None:
+        return found.status
+    return Status.RUNNING if owner(directory) is not None else Status.PENDING
+
+
+def _log(directory: Path, event: str, claim: dict, **extra) -> None:
+    """One line of the suite's claims log (appended whole: O_APPEND with one write per line)."""
+    line = json.dumps({"event": event, "cell": Path(directory).name, "at": time.time(), **claim, **extra}) + "\n"
+    try:
+        fd = os.open(Path(directory).parent / CLAIMS_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # the log is a record, never a reason for a cell to fail
+
+
+@dataclass
+class Claim:
+    """This process's claim on a cell."""
+
+    directory: Path
+    owner: dict
+
+    @property
+    def path(self) -> Path:
+        return self.directory / CLAIM
+
+    def holds(self) -> bool:
+        current = _claim_file(self.directory)
+        return current is not None and current.get("token") == self.owner["token"]
+
+    def beat(self) -> bool:
+        """Refresh the beat (an atomic replace); False when the claim was taken from this process."""
+        if not self.holds():
+            return False
+        self.owner = {**self.owner, "beat": time.time()}
+        write_json(self.path, self.owner)
+        return True
+
+    def release(self, event: str = "release") -> None:
+        if self.holds():
+            self.path.unlink(missing_ok=True)
+            _log(self.directory, event, self.owner)
+
+
+def _new_owner(**extra) -> dict:
+    now = time.time()
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": now,
+        "beat": now,
+        "token": uuid.uuid4().hex,
+        **extra,
+    }
+
+
+def _link_claim(directory: Path, data: dict) -> bool:
+    """Create ``claim.json`` whole or not at all: written under a private name, hard-linked into place
+    (link fails if the name exists: atomic on local disks and NFS)."""
+    tmp = directory / f".claim.{data['token']}.tmp"
+    tmp.write_text(json.dumps(data, sort_keys=True))
+    try:
+        os.link(tmp, directory / CLAIM)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def claim(directory: Path) -> Claim | None:
+    """This process's claim on the cell in ``directory``, or None while another live process holds it. A
+    claim whose owner is gone is taken over (recorded in the new claim and the claims log)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    mine = _new_owner()
+    if _link_claim(directory, mine):
+        _log(directory, "claim", mine)
+        return Claim(directory, mine)
+    stale = _claim_file(directory)
+    if stale is None:  # gone meanwhile (released), or unreadable: one more try, no takeover
+        if (directory / CLAIM).exists() and _old(directory / CLAIM):
+            stale = {"token": None}
+        elif _link_claim(directory, mine):
+            _log(directory, "claim", mine)
+            return Claim(directory, mine)
+        else:
+            return None
+    if stale.get("token") is not None and _alive(stale):
+        return None
+    return _take_over(directory, stale)
+
+
+def _old(path: Path) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > STALE_SECONDS
+    except OSError:
+        return False
+
+
+def _take_over(directory: Path, stale: dict) -> Claim | None:
+    lock = directory / TAKEOVER
+    try:
+        os.mkdir(lock)
+    except FileExistsError:
+        if _old(lock):  # a takeover whose process died: cleared, the next attempt takes over
+            try:
+                os.rmdir(lock)
+            except OSError:
+                pass
+        return None
+    try:
+        if _claim_file(directory) not in (stale, None) and stale.get("token") is not None:
+            return None  # another process took it over first
+        (directory / CLAIM).unlink(missing_ok=True)
+        previous = {k: stale.get(k) for k in ("host", "pid", "started", "beat")}
+        mine = _new_owner(took_over=previous)
+        if not _link_claim(directory, mine):
+            return None
+        _log(directory, "takeover", mine)
+        return Claim(directory, mine)
+    finally:
+        try:
+            os.rmdir(lock)
+        except OSError:
+            pass
 
 
 class RunStore:
@@ -106,6 +265,12 @@ class RunStore:
     def state(self, cell: Cell) -> Status:
         return state(self.dir_for(cell))
 
+    def claim(self, cell: Cell) -> Claim | None:
+        return claim(self.dir_for(cell))
+
+    def owner(self, cell: Cell) -> dict | None:
+        return owner(self.dir_for(cell))
+
     def result(self, cell: Cell) -> results.CellResult | None:
         return results.load(self.dir_for(cell), quiet=True)
 
@@ -120,8 +285,7 @@ class RunStore:
             target = self.root / key
             if directory == target or target.exists():
                 continue
-            beat = _beat(directory)
-            if beat is not None and _alive(beat):
+            if owner(directory) is not None:
                 print(f"bench: skip {directory.name}: running", file=sys.stderr)
                 continue
             os.replace(directory, target)
@@ -130,12 +294,20 @@ class RunStore:
         return moves
 
 
-def reset(directory: Path) -> None:
-    """Clear what an interrupted or failed attempt left (logs, tensors, runs): the cell restarts clean."""
+def reset(directory: Path, claimed: Claim | None = None) -> None:
+    """Clear what an interrupted or failed attempt left (logs, tensors, runs): the cell restarts clean. Only
+    the holder of the cell's claim resets it, and only a cell proven unfinished (no readable result, or a
+    failed one being retried); an unreadable result is never cleared."""
     directory = Path(directory)
     if not directory.exists():
         return
+    if claimed is None or not claimed.holds():
+        raise RuntimeError(f"{directory}: reset without holding its claim")
+    if isinstance(results.inspect(directory), results.Unreadable):
+        raise RuntimeError(f"{directory}: its result is unreadable here: never cleared")
     for entry in directory.iterdir():
+        if entry.name in (CLAIM, TAKEOVER) or entry.name.startswith(".claim."):
+            continue
         if entry.is_dir():
             shutil.rmtree(entry)
         else:
@@ -143,37 +315,41 @@ def reset(directory: Path) -> None:
 
 
 def tidy_finished(directory: Path) -> None:
-    """A finished cell killed between its last write and its cleanup keeps a stale heartbeat or temp file."""
+    """A finished cell killed between its last write and its cleanup keeps a stale heartbeat, claim or
+    temp file; a cell someone holds (a selected cell scored on the test data) is left alone."""
     directory = Path(directory)
+    if owner(directory) is not None:
+        return
     (directory / HEARTBEAT).unlink(missing_ok=True)
+    (directory / CLAIM).unlink(missing_ok=True)
     for leftover in directory.glob(".*.tmp"):
         leftover.unlink(missing_ok=True)
 
 
 class Heartbeat:
-    """While a cell runs, ``heartbeat.json`` (pid, host, start, last beat) is rewritten every few seconds."""
+    """While a cell runs, its claim's beat is refreshed every few seconds. A claim taken from this process
+    (it was thought gone) stops the beats and is reported once."""
 
-    def __init__(self, directory: Path, every: float = BEAT_SECONDS):
-        self.path, self.every = Path(directory) / HEARTBEAT, every
-        self.started = time.time()
+    def __init__(self, held: Claim, every: float = BEAT_SECONDS):
+        self.claim, self.every = held, every
+        self.lost = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _write(self) -> None:
-        write_json(
-            self.path, {"pid": os.getpid(), "host": socket.gethostname(), "started": self.started, "beat": time.time()}
-        )
-
     def _run(self) -> None:
         while not self._stop.wait(self.every):
-            self._write()
+            try:
+                if not self.claim.beat():
+                    self.lost = True
+                    print(f"bench: warning: the claim on {self.claim.directory} was taken over", file=sys.stderr)
+                    return
+            except OSError:
+                pass  # a full disk: the beat is late, the cell's own writes will say why
 
     def __enter__(self):
-        self._write()
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.path.unlink(missing_ok=True)

@@ -3,6 +3,7 @@ for every launcher (in process, worker subprocess, torchrun ranks, Ray task, SLU
 
 from __future__ import annotations
 
+import errno
 import os
 import traceback
 from dataclasses import replace
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from methods import BudgetUnreachable
 
-from . import environment, results
+from . import environment, results, store
 from .cells import Cell
 from .errors import BenchError
 from .files import write_json
@@ -20,15 +21,33 @@ from .stages.base import FAULTS_ENV, raise_forced_fault
 from .store import CONFIG, Heartbeat, RunStore, reset
 from .train import Diverged
 
-__all__ = ["FAULTS_ENV", "execute", "is_main_rank"]
+__all__ = ["FAULTS_ENV", "DiskError", "execute", "is_main_rank"]
 
 
 def is_main_rank() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+RETRY_ENV = "BENCH_RETRY_FAILED"  # set by bench run --retry-failed: a failed cell claimed here runs again
+DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
+
+
+class DiskError(BenchError):
+    """A write the disk refused (full, quota, read-only, I/O error): the grid stops, nothing half-written."""
+
+
+def _disk_error(exc: OSError, cell: Cell) -> DiskError:
+    where = exc.filename or "the run store"
+    return DiskError(
+        f"cell {cell.label}: cannot write {where} ([Errno {exc.errno}] {os.strerror(exc.errno)}): free space "
+        "(or fix the disk) and run the same command again; finished cells are kept and this one resumes"
+    )
+
+
 def execute(cell: Cell, out: Path, reraise_user_errors: bool = True) -> tuple[Status, str]:
-    """(status, one-line error) of ``cell`` after running it; its result is in the store either way."""
+    """(status, one-line error) of ``cell`` after running it. The cell is claimed first (``store.claim``), and
+    its state checked again once claimed: a cell another process holds, or finished meanwhile, is left
+    alone. A write the disk refuses raises ``DiskError``; an interrupt releases the claim and propagates."""
     if isinstance(cell, dict):
         cell = Cell.from_json(cell)
     stage = get_stage(cell.stage)
@@ -37,15 +56,42 @@ def execute(cell: Cell, out: Path, reraise_user_errors: bool = True) -> tuple[St
     if not is_main_rank():  # data parallel: the other ranks only train; rank 0 owns the store
         run_cell(stage, cell, directory, cache)
         return Status.DONE, ""
-    earlier = results.load(directory, quiet=True)
-    if cell.scoring == "all" and earlier is not None and earlier.done and earlier.phase == "search":
-        return _score_selected(cell, directory, cache, earlier, reraise_user_errors)
+    held = store.claim(directory)
+    if held is None:
+        return Status.RUNNING, "claimed by another process"
+    event = "release"
+    try:
+        status, error, event = _run_claimed(stage, cell, directory, cache, held, reraise_user_errors)
+        return status, error
+    except OSError as exc:
+        if exc.errno in DISK_ERRORS:
+            event = "disk-error"
+            raise _disk_error(exc, cell) from None
+        raise
+    except KeyboardInterrupt:
+        event = "interrupted"
+        raise
+    finally:
+        held.release(event)
+        environment.free_gpu_caches()
+
+
+def _run_claimed(stage, cell: Cell, directory: Path, cache: Path, held, reraise_user_errors: bool):
+    found = results.inspect(directory)  # again, now that the cell is ours: the grid was listed earlier
+    if isinstance(found, results.Unreadable):
+        return Status.UNREADABLE, f"{found.path} is {found.reason}: left as it is; {found.fix}", "skip"
+    if found is not None:
+        if cell.scoring == "all" and found.done and found.phase == "search":
+            status, error = _score_selected(cell, directory, cache, found, held, reraise_user_errors)
+            return status, error, f"scored:{status.value}"
+        if found.status.finished or (found.status.retryable and not os.environ.get(RETRY_ENV)):
+            return found.status, found.error, "skip"  # finished by another process meanwhile
     attempts = _earlier_attempts(directory)
-    reset(directory)  # an interrupted or failed attempt left partial files: start clean
+    reset(directory, held)  # an interrupted or failed attempt left partial files: start clean
     directory.mkdir(parents=True, exist_ok=True)
     write_json(directory / CONFIG, cell.to_json())
     status, error, trace, extra = Status.DONE, "", None, {}
-    with Heartbeat(directory):
+    with Heartbeat(held):
         try:
             raise_forced_fault(cell)
             run_cell(stage, cell, directory, cache)
@@ -57,12 +103,12 @@ def execute(cell: Cell, out: Path, reraise_user_errors: bool = True) -> tuple[St
             status, error = Status.NOT_APPLICABLE, str(exc)
         except Diverged as exc:
             status, error, trace = Status.DIVERGED, str(exc), traceback.format_exc()
+        except OSError as exc:
+            if exc.errno in DISK_ERRORS:
+                raise
+            status, error, trace = _failure(exc)
         except Exception as exc:  # noqa: BLE001  (out of memory included: one broken cell must not stop the grid)
-            status, error, trace = (
-                Status.FAILED,
-                f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
-                traceback.format_exc(),
-            )
+            status, error, trace = _failure(exc)
             if environment.is_out_of_memory(exc):
                 share = environment.gpu_share()
                 if share < 1.0:  # the launcher runs it again with the card to itself
@@ -74,23 +120,29 @@ def execute(cell: Cell, out: Path, reraise_user_errors: bool = True) -> tuple[St
             results.write(directory, results.failure(cell, status, error, trace, extra))
         if attempts:
             _record_attempts(directory, attempts)
-    environment.free_gpu_caches()
-    return status, error
+    return status, error, f"end:{status.value}"
 
 
-def _score_selected(cell: Cell, directory: Path, cache: Path, earlier, reraise_user_errors: bool) -> tuple[Status, str]:
+def _failure(exc: Exception) -> tuple[Status, str, str]:
+    return Status.FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0][:300], traceback.format_exc()
+
+
+def _score_selected(cell: Cell, directory: Path, cache: Path, earlier, held, reraise_user_errors: bool):
     """The selected configuration's search cell: scored on the test data from its saved tensors. Its
     training and validation result stay as they are whatever happens here (nothing is reset)."""
-    with Heartbeat(directory):
+    with Heartbeat(held):
         try:
             score_test_from_tensors(cell, directory, cache, earlier)
         except BenchError:
             if reraise_user_errors:
                 raise
             return Status.FAILED, "scoring the selected cell on the test data failed"
+        except OSError as exc:
+            if exc.errno in DISK_ERRORS:
+                raise
+            return Status.FAILED, f"scoring on the test data: {type(exc).__name__}: {exc}".splitlines()[0][:300]
         except Exception as exc:  # noqa: BLE001  (the cell stays a finished search cell; the next run retries)
             return Status.FAILED, f"scoring on the test data: {type(exc).__name__}: {exc}".splitlines()[0][:300]
-    environment.free_gpu_caches()
     return Status.DONE, ""
 
 

@@ -28,14 +28,13 @@ from .. import environment, results
 from ..data import Collection, cached_collection, limit_queries
 from ..errors import BenchError
 from ..evaluate import evaluate_run
+from ..faults import FAULTS_ENV, forced
 from ..files import safe_name, write_json
 from ..firststage import candidates_for, write_trec_run
 from ..sampling import EpochGroups, RankShard, training_queries
 from ..settings import EvalSettings, Settings, TrainSettings
 from ..systems import Role, role
 from ..train import make_accelerator, seed_everything, train
-
-FAULTS_ENV = "BENCH_FAULTS"  # e.g. "lora=nan,bitfit=raise": forced failures for resilience tests
 
 
 @dataclass
@@ -124,11 +123,7 @@ def raise_forced_fault(cell) -> None:
 
 
 def _forced_fault(cell) -> str | None:
-    for item in os.environ.get(FAULTS_ENV, "").split(","):
-        method, _, kind = item.partition("=")
-        if method.strip() == cell.method:
-            return kind.strip()
-    return None
+    return forced(cell.method)
 
 
 def _nan_after_first_step(loss):

@@ -225,18 +225,23 @@ def test_out_that_is_not_writable(tmp_path):
     assert "not writable" in one_error_line(bench("run", "--suite", path, "--out", locked, env_path=tmp_path / "data"))
 
 
-def test_a_cut_result_is_an_unfinished_cell(tmp_path):
+def test_a_cut_result_is_never_cleared_and_says_how_to_recompute(tmp_path):
     path = suite_file(tmp_path, methods="bm25,lora")
     out = tmp_path / "runs"
     assert bench("run", "--suite", path, "--out", out, env_path=tmp_path / "data").returncode == 0
     result = next(p for p in out.rglob("result.json") if json.loads(p.read_text())["method"] == "lora")
-    result.write_text(result.read_text()[:40])  # a disk filled up
+    result.write_text(result.read_text()[:40])  # a copy cut short
+    cut = result.read_bytes()
     status = bench("status", "--suite", path, "--out", out, env_path=tmp_path / "data")
-    assert status.returncode == 0 and "1 pending" in status.stdout
+    assert status.returncode == 0 and "1 unreadable" in status.stdout and "bench store recompute" in status.stdout
     report = bench("report", "--suite", path, "--runs", out, "--out", tmp_path / "reports", env_path=tmp_path / "data")
-    assert report.returncode == 0 and "warning" in report.stderr and "unreadable" in report.stderr
+    assert report.returncode == 0 and "warning" in report.stderr and "not valid JSON" in report.stderr
     again = bench("run", "--suite", path, "--out", out, env_path=tmp_path / "data")
-    assert again.returncode == 0 and json.loads(result.read_text())["status"] == "done"  # recomputed
+    assert again.returncode == 1 and result.read_bytes() == cut  # skipped, left as it is
+    assert "bench store recompute" in again.stdout + again.stderr
+    assert bench("store", "recompute", result.parent).returncode == 0
+    third = bench("run", "--suite", path, "--out", out, env_path=tmp_path / "data")
+    assert third.returncode == 0 and json.loads(result.read_text())["status"] == "done"  # recomputed
 
 
 def test_files_follow_the_umask_and_nothing_is_left_behind(tmp_path):

@@ -68,6 +68,7 @@ def test_kill_9_at_random_moments_then_resume(grid, tmp_path):
     for cell, content in finished.items():
         assert final[cell].read_bytes() == content, f"finished cell {cell} was rewritten"
     assert not list((out / "grid").rglob("*.tmp")) and not list(out.rglob("heartbeat.json"))
+    assert not list(out.rglob("claim.json"))  # the killed runs' claims: taken over, then released
 
 
 def test_failing_and_diverging_cells_are_recorded_and_retried(grid, tmp_path):
