@@ -39,6 +39,7 @@ class Cell:
     extra: dict = field(default_factory=dict)  # the stage's own section (encoder, prompt)
     compile: bool = False
     revision: int = 1  # the method's revision (methods.Method.revision) when the cell was expanded
+    options: dict = field(default_factory=dict)  # the method's options away from its defaults (suite options:)
     # not identity: what this run of the cell scores ("validation": the search phase, its validation data
     # alone; "all": validation and eval data) and, for a selected configuration, what it won against
     scoring: str = "all"
@@ -67,6 +68,8 @@ class Cell:
             ident["compile"] = True
         if self.revision != 1:
             ident["revision"] = self.revision
+        if self.options:
+            ident["options"] = self.options
         return {k: v for k, v in ident.items() if v != {} or k in ("eval", "first_stage")}
 
     @property
@@ -220,6 +223,7 @@ def expand(suite, over=None) -> list[Cell]:
                                 seed=int(seed),
                                 train=settings,
                                 revision=methods.get_method(name).revision,
+                                options=dict(top.options.get(name, {})),
                                 **runs,
                             )
                         )

@@ -91,6 +91,26 @@ class SuiteModel(Settings):
     search: dict[str, Any] = {}
     search_seeds: list[StrictInt] | None = None  # default: the first seed
     search_train: dict[str, Any] = {}  # train settings of the search cells alone (a cheaper search)
+    # a method's named options (knobs) away from its authors' defaults: {qpeft-r: {mlp: residual}}
+    options: dict[str, dict[str, Any]] = {}
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, value):
+        import methods
+
+        for name, knobs in value.items():
+            systems.role(name)
+            if name not in methods.names():
+                raise ValueError(f"options.{name}: a baseline has no options")
+            known = {k.name: k for k in methods.get_method(name).knobs}
+            for key, setting in knobs.items():
+                if key not in known:
+                    raise ValueError(f"options.{name}.{key}: not an option of {name}{_closest(key, known)}")
+                if not isinstance(setting, known[key].kind) or isinstance(setting, bool):
+                    if not (known[key].kind is float and isinstance(setting, int) and not isinstance(setting, bool)):
+                        raise ValueError(f"options.{name}.{key}: give a {known[key].kind.__name__} (got {setting!r})")
+        return value
 
     @field_validator("search")
     @classmethod

@@ -32,6 +32,9 @@ class PromptInputs:
     hint_prefix_ids: list = ()
     hint_suffix_ids: list = ()
     exclude_ids: tuple = ()
+    # the prompt's own tokens before and after the context ("...Passage:" and the text up to the hint)
+    context_prefix_ids: list = ()
+    context_suffix_ids: list = ()
 
     @property
     def batch(self) -> int:

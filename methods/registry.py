@@ -9,7 +9,7 @@ from .errors import MethodError
 
 # what a sparse embedding table may be built from: the hint's own wrapper text ("hints:", "\n"), the
 # training queries' tokens, the tokens of the passages a training query can meet
-TOKEN_SOURCES = frozenset({"hint_wrapper", "train_queries", "train_passages"})
+TOKEN_SOURCES = frozenset({"hint_wrapper", "train_queries", "train_passages", "template"})
 
 
 @dataclass(frozen=True)

@@ -356,7 +356,7 @@ def run_cell(stage: Stage, cell, directory: Path, cache: Path) -> results.CellRe
                 token_ids = stage.token_rows(built, method.token_sources, train_coll, train_cands, chosen)
             extra = {"token_ids": token_ids} if token_ids is not None else {}
             record = methods.apply_towers(
-                built.model, stage.tuned(built), cell.method, budget_pct=_budget(cell), **extra
+                built.model, stage.tuned(built), cell.method, budget_pct=_budget(cell), **extra, **cell.options
             )
             stats = fit(stage, cell, built, settings, directory, cache, accelerator)
             if not accelerator.is_main_process:

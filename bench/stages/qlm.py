@@ -117,6 +117,8 @@ class QueryLikelihood(nn.Module):
             self.pieces["hint_prefix"],
             self.pieces["hint_suffix"],
             self.special_ids,
+            self.pieces["head"],
+            self.pieces["middle"],
         )
         if "prefix" in prompt_parts:
             parts.append(prompt_parts["prefix"](inputs))
@@ -157,6 +159,8 @@ def token_rows(model: QueryLikelihood, sources, train: Collection, candidates: d
     rows = set()
     if "hint_wrapper" in sources:
         rows |= set(model.pieces["hint_prefix"]) | set(model.pieces["hint_suffix"])
+    if "template" in sources:  # the prompt's own tokens: hint candidates where the hint reads them
+        rows |= set(model.pieces["head"]) | set(model.pieces["middle"])
     if "train_queries" in sources:
         for ids in model.tokenize_queries([train.queries[q] for q in query_ids]):
             rows.update(ids)

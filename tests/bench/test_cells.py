@@ -6,6 +6,7 @@ import gzip
 import json
 
 import pytest
+import yaml
 
 import methods
 from bench.cells import Cell, expand
@@ -128,3 +129,33 @@ def test_overrides_are_part_of_the_grid_not_of_the_suite(suite):
     overridden = expand(parsed, Overrides(train={"epochs": 2}))
     trained = [(a, b) for a, b in zip(plain, overridden) if a.train is not None]
     assert trained and all(b.train["epochs"] == 2 and a.id != b.id for a, b in trained if a.train["epochs"] != 2)
+
+
+def test_a_methods_options_change_only_its_own_cells_ids(tmp_path):
+    """A named option off the authors' default (suite ``options:``) is part of its cells' identity; no
+    other cell moves, and a suite with no options (or ``options: {}``) keeps every id."""
+    base = {
+        "name": "o",
+        "stage": "qlm",
+        "model": "tiny-llama",
+        "methods": ["zero-shot", "lora", "qpeft-r", "qpeft-a"],
+        "seeds": [1],
+        "datasets": [{"train": "toy/train", "eval": ["toy/test"]}],
+    }
+    ids = {}
+    for name, options in (
+        ("plain", None),
+        ("empty", {}),
+        ("changed", {"qpeft-r": {"mlp": "residual", "short": "mask"}, "qpeft-a": {"attention_dropout": 0.0}}),
+    ):
+        suite = {**base, **({"options": options} if options is not None else {})}
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(suite))
+        ids[name] = {c.method: c.id for c in expand(load_suite(str(path)))}
+    assert ids["plain"] == ids["empty"]
+    moved = {m for m in ids["plain"] if ids["plain"][m] != ids["changed"][m]}
+    assert moved == {"qpeft-r", "qpeft-a"}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**base, "options": {"qpeft-r": {"mpl": "residual"}}}))
+    with pytest.raises(Exception, match="options.qpeft-r.mpl: not an option of qpeft-r"):
+        load_suite(str(bad))

@@ -133,8 +133,9 @@ def test_hint_rows_cover_what_each_variant_can_train(tiny, tmp_path):
     wrappers = set(model.pieces["hint_prefix"]) | set(model.pieces["hint_suffix"])
     assert rows["qpeft-a"] == query_rows | wrappers  # attention: the query's rows are its queries
     passages = {t for ids in model.tokenize_passages([train.corpus["d1"], train.corpus["d2"]]) for t in ids}
-    # retrieval: only rows that can receive a gradient, the hint's (passage tokens) and the wrapper's
-    assert rows["qpeft-r"] == (wrappers | passages) - set(model.special_ids)
+    template = set(model.pieces["head"]) | set(model.pieces["middle"])  # read with the passage (the original)
+    # retrieval: only rows that can receive a gradient, the hint's (passage and template tokens) and the wrapper's
+    assert rows["qpeft-r"] == (wrappers | passages | template) - set(model.special_ids)
 
 
 def test_official_split_reads_the_full_nist_qrels_and_run():
