@@ -130,9 +130,18 @@ class QueryHint(PromptPart):
 
     slot = "hint"
 
-    def __init__(self, frozen: nn.Embedding, token_ids, mlp: str = "original", template_tokens: bool = True):
+    def __init__(
+        self,
+        frozen: nn.Embedding,
+        token_ids,
+        mlp: str = "original",
+        template_tokens: bool = True,
+        score_special_tokens: bool = True,
+    ):
         super().__init__()
         self.template_tokens = bool(template_tokens)
+        # read by the caller that scores the query (the qlm stage): BOS and EOS around it count too
+        self.score_special_tokens = bool(score_special_tokens)
         if mlp not in MLPS:
             raise MethodError(f"qpeft mlp={mlp!r}: choose original (the authors' Linear-ReLU-Linear) or residual")
         d = frozen.weight.shape[1]
@@ -189,8 +198,9 @@ class RetrievedHint(QueryHint):
         mlp: str = "original",
         short: str = "resample",
         template_tokens: bool = True,
+        score_special_tokens: bool = True,
     ):
-        super().__init__(frozen, token_ids, mlp, template_tokens)
+        super().__init__(frozen, token_ids, mlp, template_tokens, score_special_tokens)
         if short not in ("resample", "mask"):
             raise MethodError(f"qpeft-r short={short!r}: choose resample (the original) or mask")
         self.k, self.short = k, short
@@ -218,8 +228,9 @@ class AttendedHint(QueryHint):
         mlp: str = "original",
         attention_dropout: float = 0.1,
         template_tokens: bool = True,
+        score_special_tokens: bool = True,
     ):
-        super().__init__(frozen, token_ids, mlp, template_tokens)
+        super().__init__(frozen, token_ids, mlp, template_tokens, score_special_tokens)
         d = frozen.weight.shape[1]
         if d % heads:
             raise MethodError(f"qpeft-a heads={heads} must divide the hidden size {d}")
@@ -266,6 +277,7 @@ TEMPLATE = Knob(
     0,
     "1: the hint reads the prompt's tokens around the passage too (the original); 0: the passage",
 )
+SPECIAL = Knob("score_special_tokens", int, 1, 0, "1: the score reads BOS and EOS around the query too (original)")
 
 
 def _register(name: str, summary: str, cls, knobs: tuple, token_sources: tuple, revision: int) -> None:
@@ -277,7 +289,7 @@ def _register(name: str, summary: str, cls, knobs: tuple, token_sources: tuple, 
             name=name,
             summary=summary,
             inject=inject,
-            knobs=(*knobs, TABLE, MLP, TEMPLATE),
+            knobs=(*knobs, TABLE, MLP, TEMPLATE, SPECIAL),
             families=("causal-lm",),
             token_sources=token_sources,
             revision=revision,

@@ -99,6 +99,17 @@ class QueryLikelihood(nn.Module):
             "passage_mask": passage_mask,
         }
 
+    def _with_special_tokens(self, query_ids, query_mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scored block as the Q-PEFT authors' loss reads it: BOS, the query, EOS (the hint still reads
+        the query alone); a tokenizer without one of them leaves it out."""
+        bos, eos = self.tokenizer.bos_token_id, self.tokenizer.eos_token_id
+        rows = [
+            [t for t in [bos] if t is not None] + ids[mask].tolist() + [t for t in [eos] if t is not None]
+            for ids, mask in zip(query_ids, query_mask.bool())
+        ]
+        ids, mask = pad_rows(rows, self.pad_id, torch.bool)
+        return ids.to(query_ids.device), mask.to(query_ids.device)
+
     def _block(self, name: str, batch: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         ids = torch.tensor(self.pieces[name], dtype=torch.long, device=device).unsqueeze(0).expand(batch, -1)
         return ids, torch.ones_like(ids, dtype=torch.bool)
@@ -130,6 +141,8 @@ class QueryLikelihood(nn.Module):
             parts.append((embed(ids), mask))
         if "hint" in prompt_parts:
             parts.append(prompt_parts["hint"](inputs))
+        if getattr(prompt_parts.get("hint"), "score_special_tokens", False):
+            query_ids, query_mask = self._with_special_tokens(query_ids, query_mask)
         for ids, mask in (self._block("question", batch, device), (query_ids, query_mask)):
             parts.append((embed(ids), mask))
         dtype = parts[-1][0].dtype

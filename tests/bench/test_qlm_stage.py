@@ -199,3 +199,44 @@ def test_smollm2_ranks_a_relevant_passage_above_an_irrelevant_one():
     with torch.no_grad():
         relevant, irrelevant = model(**model.encode(model.tokenize_queries(query), model.tokenize_passages(passages)))
     assert relevant > irrelevant + 0.5
+
+
+def test_qpeft_scores_bos_and_eos_around_the_query_as_its_authors_unless_told_not_to(tiny):
+    """Q-PEFT's loss reads BOS, the query and EOS (the authors' code); ``score_special_tokens=0`` scores
+    the query tokens alone, as UPR and the other methods here do. Reference: the LM's own forward on one
+    unpadded pair, the hint made by the method for that pair."""
+    import copy
+
+    tokenizer, lm = tiny
+    model = QueryLikelihood(copy.deepcopy(lm), tokenizer)
+    methods.apply(model, "qpeft-r", token_ids=list(range(3, 120)), k=2)
+    hint = methods.prompt_parts(model.lm)["hint"]
+    assert hint.score_special_tokens
+    q_ids, p_ids = model.tokenize_queries(QUERIES[:1])[0], model.tokenize_passages(PASSAGES[:1])[0]
+    with torch.no_grad():
+        batch = model.encode([q_ids], [p_ids])
+        ours = model(**batch)
+        inputs = methods.PromptInputs(
+            batch["query_ids"],
+            batch["query_mask"],
+            batch["passage_ids"],
+            batch["passage_mask"],
+            model.pieces["hint_prefix"],
+            model.pieces["hint_suffix"],
+            model.special_ids,
+            model.pieces["head"],
+            model.pieces["middle"],
+        )
+        vectors, _ = hint(inputs)
+        embed = model.lm.get_input_embeddings()
+        scored = [tokenizer.bos_token_id] + q_ids + [tokenizer.eos_token_id]
+        before = model.pieces["head"] + p_ids + model.pieces["middle"]
+        sequence = torch.cat(
+            [embed(torch.tensor([before])), vectors, embed(torch.tensor([model.pieces["question"] + scored]))], 1
+        )
+        logp = model.lm(inputs_embeds=sequence).logits.log_softmax(-1)[0]
+        start = sequence.shape[1] - len(scored)
+        expected = torch.stack([logp[start - 1 + j, t] for j, t in enumerate(scored)]).mean()
+        assert torch.allclose(ours, expected.unsqueeze(0), atol=1e-4)
+        hint.score_special_tokens = False
+        assert not torch.allclose(model(**batch), ours, atol=1e-4)

@@ -149,6 +149,7 @@ def test_qpeft_a_attention_dropout_acts_while_training_only():
         ("qpeft-a", {"mlp": "residual"}),
         ("qpeft-r", {"template_tokens": 0}),
         ("qpeft-a", {"template_tokens": 0}),
+        ("qpeft-r", {"score_special_tokens": 0}),
     ],
 )
 def test_every_option_off_its_default_runs_on_a_tiny_llama(name, options):
