@@ -96,16 +96,23 @@ def _chosen(cells, store):
 
 def test_the_selection_ignores_every_test_metric_and_follows_the_validation_ones(grid, tmp_path):
     cells, store = grid
-    _finish_search(cells, store, random.Random(0), test_of=lambda cell: 0.5)
+    rng = random.Random(0)
+    _finish_search(cells, store, rng, test_of=lambda cell: rng.random())
     chosen = _chosen(cells, store)
     finals = {g.cells[0].method: g.final_cells(store) for g in cells.groups}
     assert all(len(f) == 3 and all(c.scoring == "all" for c in f) for f in finals.values())
-    for replacement in (lambda: random.Random(1).random(), lambda: -1.0):  # test metrics as noise, or the worst
-        for group in cells.groups:
-            for cell in group.search_cells():
-                result = results.load(store.dir_for(cell))
-                noisy = {"synth/test": {"ndcg@10": replacement()}}
-                results.write(store.dir_for(cell), results.CellResult(**{**vars(result), "metrics": noisy}))
+    searched = [c for group in cells.groups for c in group.search_cells()]
+    permuted = [results.load(store.dir_for(c)).metrics for c in searched]
+    random.Random(1).shuffle(permuted)
+    noise = random.Random(2)
+    for replacement in (
+        lambda i: permuted[i],  # every test metric moved to another cell
+        lambda i: {"synth/test": {"ndcg@10": noise.random()}},  # replaced by noise
+        lambda i: {"synth/test": {"ndcg@10": -1.0}},  # the worst possible
+    ):
+        for i, cell in enumerate(searched):
+            result = results.load(store.dir_for(cell))
+            results.write(store.dir_for(cell), results.CellResult(**{**vars(result), "metrics": replacement(i)}))
         assert _chosen(cells, store) == chosen
     lora = next(g for g in cells.groups if g.cells[0].method == "lora")
     loser = next(c for c in lora.search_cells() if {k: c.train[k] for k in chosen["lora"]} != chosen["lora"])
