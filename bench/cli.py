@@ -112,6 +112,12 @@ def _migrate_command(args) -> int:
     return migrate_from_cli(args)
 
 
+def _import_command(args) -> int:
+    from .runner import import_from_cli
+
+    return import_from_cli(args)
+
+
 def _recompute_command(args) -> int:
     from .runner import recompute_from_cli
 
@@ -236,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     r = _parser(sub, "run", help="run a suite's grid of cells (resumable) and print its leaderboard")
     _grid_arguments(r)
     r.add_argument("--retry-failed", action="store_true", help="run failed and diverged cells again")
+    r.add_argument(
+        "--resume-from",
+        action="append",
+        default=None,
+        metavar="RESULTS.jsonl",
+        help="first import these records (another store's finished cells) as finished cells (repeatable)",
+    )
     r.add_argument("--launcher", default="local", choices=["local", "ray", "slurm"], help="how cells reach workers")
     r.add_argument(
         "--workers",
@@ -301,6 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rc.add_argument("cells", nargs="+", help="cell folders: RUN_DIR/<suite>/<cell-id>")
     rc.set_defaults(func=_recompute_command)
+    im = _parser(store_sub, "import", help="another store's records (results.jsonl) as finished cells of this store")
+    _grid_arguments(im)
+    im.add_argument("records", nargs="+", help="results.jsonl files written by bench report")
+    im.set_defaults(func=_import_command)
 
     pf = _parser(sub, "perf", help="throughput, memory and FLOP/s against reference stacks (writes JSON)")
     from .perf import add_arguments

@@ -55,6 +55,11 @@ def run_from_cli(args) -> int:
     store = RunStore(Path(args.out), suite.name)
     check_inputs(grid.first_phase())
     writable_folder(Path(args.out), "--out")
+    if getattr(args, "resume_from", None):
+        counts = import_records([Path(p) for p in args.resume_from], store)
+        print(
+            f"resume: {counts.get('imported', 0)} cells imported from the records, {counts.get('kept', 0)} already here"
+        )
     retry = getattr(args, "retry_failed", False)
     if retry:
         os.environ[RETRY_ENV] = "1"
@@ -255,6 +260,32 @@ def migrate_from_cli(args) -> int:
     for old, new in moves:
         print(f"{old.name} -> {new.name}")
     print(f"suite {suite.name}: {len(moves)} folder(s) renamed to today's cell ids in {store.root}")
+    return 0
+
+
+def import_records(paths: list[Path], store: RunStore) -> dict:
+    """Every record of ``paths`` (results.jsonl files) into ``store``: cells already here are kept."""
+    from .errors import BenchError
+
+    counts: Counter = Counter()
+    for path in paths:
+        if not Path(path).is_file():
+            raise BenchError(f"{path}: no such records file (a results.jsonl written by bench report)")
+        for loaded in results.read_records(Path(path)):
+            counts[store.import_record(loaded, str(path))] += 1
+    return counts
+
+
+def import_from_cli(args) -> int:
+    """``bench store import RESULTS.jsonl ... --suite S --out DIR``: another store's finished cells into this
+    one (a grid continued on another machine or cluster); ``bench run`` then computes only the rest."""
+    suite, _ = config.resolve(args)
+    store = RunStore(Path(args.out), suite.name)
+    writable_folder(Path(args.out), "--out")
+    counts = import_records([Path(p) for p in args.records], store)
+    print(
+        f"suite {suite.name}: " + ", ".join(f"{n} {what}" for what, n in sorted(counts.items())) + f" in {store.root}"
+    )
     return 0
 
 

@@ -12,6 +12,7 @@ optionally)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -276,6 +277,35 @@ class RunStore:
 
     def loaded(self, cell: Cell) -> results.LoadedCell | None:
         return results.load_cell(self.dir_for(cell), quiet=True)
+
+    def import_record(self, loaded: results.LoadedCell, source: str) -> str:
+        """A record of another store (``results.jsonl``) written here as that cell's folder: its config,
+        result, per-query values and losses (never tensors). Returns what happened: "imported", or why
+        not ("kept": a result is here already, never overwritten; "running": another process holds it)."""
+        config = loaded.result.config
+        try:
+            cell = Cell.from_json(config)
+        except Exception:  # noqa: BLE001  (a record whose config this version cannot rebuild)
+            return "unknown cell"
+        directory = self.dir_for(cell)
+        if results.inspect(directory) is not None:
+            return "kept"
+        held = claim(directory)
+        if held is None:
+            return "running"
+        try:
+            write_json(directory / CONFIG, config)
+            write_json(directory / "per_query.json", loaded.per_query)
+            if loaded.losses:
+                lines = "".join(json.dumps({"step": i + 1, "loss": v}) + "\n" for i, v in enumerate(loaded.losses))
+                from .files import atomic_write_text
+
+                atomic_write_text(directory / "train_log.jsonl", lines)
+            extra = {**loaded.result.extra, "imported_from": source}
+            results.write(directory, dataclasses.replace(loaded.result, extra=extra))
+        finally:
+            held.release("import")
+        return "imported"
 
     def migrate(self) -> list[tuple[Path, Path]]:
         """Rename every folder of an older store to its cell's id today (skipping cells at work and ids

@@ -82,8 +82,10 @@ def _run_claimed(stage, cell: Cell, directory: Path, cache: Path, held, reraise_
         return Status.UNREADABLE, f"{found.path} is {found.reason}: left as it is; {found.fix}", "skip"
     if found is not None:
         if cell.scoring == "all" and found.done and found.phase == "search":
-            status, error = _score_selected(cell, directory, cache, found, held, reraise_user_errors)
-            return status, error, f"scored:{status.value}"
+            if (directory / "trainable").is_dir():
+                status, error = _score_selected(cell, directory, cache, found, held, reraise_user_errors)
+                return status, error, f"scored:{status.value}"
+            _set_aside(directory)  # imported from records (no tensors): trained again, its record kept aside
         if found.status.finished or (found.status.retryable and not os.environ.get(RETRY_ENV)):
             return found.status, found.error, "skip"  # finished by another process meanwhile
     attempts = _earlier_attempts(directory)
@@ -121,6 +123,14 @@ def _run_claimed(stage, cell: Cell, directory: Path, cache: Path, held, reraise_
         if attempts:
             _record_attempts(directory, attempts)
     return status, error, f"end:{status.value}"
+
+
+def _set_aside(directory: Path) -> None:
+    import time
+
+    target = directory.parent / "_set_aside" / f"{directory.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    target.mkdir(parents=True, exist_ok=True)
+    os.replace(directory / results.RESULT, target / results.RESULT)
 
 
 def _failure(exc: Exception) -> tuple[Status, str, str]:

@@ -1,0 +1,32 @@
+"""A grid continued elsewhere: a store's records (results.jsonl, no tensors) imported into a fresh store
+make bench run compute only the cells missing from them, and the imported cells report as the original's."""
+
+import json
+
+from helpers.cli import bench
+from helpers.data import write_toy_suite
+
+
+def test_records_imported_into_a_fresh_store_leave_only_the_missing_cells(tmp_path):
+    grid = write_toy_suite(tmp_path, "grid", methods="bm25,lora,full", seeds=[1, 2])
+    data, first, second = tmp_path / "data", tmp_path / "first", tmp_path / "second"
+    assert bench("run", "--suite", grid, "--out", first, "--seeds", "1", env_path=data).returncode == 0
+    records = bench("report", "--suite", grid, "--runs", first, "--out", tmp_path / "rep1", "--format", "jsonl")
+    assert records.returncode == 0, records.stderr[-2000:]
+    jsonl = tmp_path / "rep1" / "grid" / "results.jsonl"
+    assert len(jsonl.read_text().splitlines()) == 3  # bm25, lora s1, full s1
+    done = bench("run", "--suite", grid, "--out", second, "--resume-from", jsonl, env_path=data)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resume: 3 cells imported from the records, 0 already here" in done.stdout
+    events = [json.loads(line) for line in (second / "grid" / "_claims.jsonl").read_text().splitlines()]
+    computed = {e["cell"] for e in events if e["event"].startswith("end:")}
+    seeds = {p.parent.name: json.loads(p.read_text())["seed"] for p in (second / "grid").glob("*/result.json")}
+    assert len(seeds) == 5 and {seeds[c] for c in computed} == {2} and len(computed) == 2  # only seed 2 ran
+    for runs, out in ((first, "a"), (second, "b")):
+        made = bench("report", "--suite", grid, "--runs", runs, "--out", tmp_path / out, "--seeds", "1", env_path=data)
+        assert made.returncode == 0, made.stderr[-2000:]
+    assert (tmp_path / "a" / "grid" / "leaderboard.csv").read_text() == (
+        tmp_path / "b" / "grid" / "leaderboard.csv"
+    ).read_text()
+    again = bench("store", "import", jsonl, "--suite", grid, "--out", second, env_path=data)
+    assert again.returncode == 0 and "3 kept" in again.stdout  # a finished cell is never overwritten
