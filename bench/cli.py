@@ -218,16 +218,45 @@ def positive_float(text: str) -> float:
     return value
 
 
+SUITE_FLAGS = {
+    "stage",
+    "methods",
+    "budgets",
+    "seeds",
+    "datasets",
+    "first_stage",
+    "model",
+    "precision",
+    "epochs",
+    "max_steps",
+    "max_queries",
+    "batch_size",
+    "depth",
+    "metrics",
+    "search",
+}  # grid flags whose value, unset, comes from the suite
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every default shown, except the empty ones: an option whose value otherwise comes from the suite (or
+    is simply off) says so instead of "(default: None)"."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is None and action.option_strings and "%(default)" not in text:
+            from_suite = action.dest in SUITE_FLAGS and "suite" not in text and "default" not in text
+            return text + " (default: the suite's)" if from_suite else text
+        if action.default is False or action.default == argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
 def _parser(sub, name: str, **kwargs):
-    return sub.add_parser(name, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs)
+    return sub.add_parser(name, formatter_class=HelpFormatter, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(
-        prog="bench",
-        description="PEFT for IR: benchmark and leaderboard",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = Parser(prog="bench", description="PEFT for IR: benchmark and leaderboard", formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     m = _parser(sub, "methods", help="knobs and exact parameter counts of every method at a budget")

@@ -336,3 +336,10 @@ def test_terminal_leaderboard_names_datasets_and_failures(tmp_path):
     assert "toy/test" in board and str(folder) not in board
     assert "bitfit native (rerank, toy/test): 1 failed, 0 diverged: RuntimeError: fault forced" in board
     assert " s " in board or " s\n" in board  # durations with units
+
+
+def test_help_never_says_default_none():
+    for command in (("run",), ("report",), ("status",), ("store", "import")):
+        done = bench(*command, "--help")
+        assert done.returncode == 0 and "(default: None)" not in done.stdout, command
+    assert "(default: the suite's)" in bench("run", "--help").stdout
