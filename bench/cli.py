@@ -112,6 +112,12 @@ def _migrate_command(args) -> int:
     return migrate_from_cli(args)
 
 
+def _verify_command(args) -> int:
+    from .runner import verify_from_cli
+
+    return verify_from_cli(args)
+
+
 def _import_command(args) -> int:
     from .runner import import_from_cli
 
@@ -347,6 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
     _grid_arguments(im)
     im.add_argument("records", nargs="+", help="results.jsonl files written by bench report")
     im.set_defaults(func=_import_command)
+
+    vf = _parser(sub, "verify", help="re-run a sample of a published board's cells and compare every metric")
+    vf.add_argument("board", help="reports/published/<board> (its results.jsonl) or a results.jsonl file")
+    vf.add_argument("-k", type=positive_int, default=2, help="cells to re-run, spread over methods")
+    vf.add_argument("--seed", type=int, default=0, help="which cells the sample takes")
+    vf.add_argument("--tolerance", type=positive_float, default=1e-6, help="largest difference that agrees")
+    vf.add_argument("--out", default=None, help="the fresh store of the re-runs (default: a new temporary folder)")
+    vf.set_defaults(func=_verify_command)
 
     pf = _parser(sub, "perf", help="throughput, memory and FLOP/s against reference stacks (writes JSON)")
     from .perf import add_arguments

@@ -289,6 +289,60 @@ def import_from_cli(args) -> int:
     return 0
 
 
+def verify_from_cli(args) -> int:
+    """``bench verify BOARD_DIR``: a seeded sample of ``-k`` published cells (spread over methods: at most one
+    per method, trained systems first) run again in a fresh store through the normal launcher; per metric
+    the published value, the re-run value and whether they agree within ``--tolerance``. Exit 1 if any
+    does not."""
+    import random
+    import tempfile
+
+    from .errors import BenchError
+    from .fmt import render
+
+    folder = Path(args.board)
+    records = folder / "results.jsonl" if folder.is_dir() else folder
+    if not records.is_file():
+        raise BenchError(f"{args.board}: no results.jsonl there (a published board folder, or a records file)")
+    cells = [c for c in results.read_records(records) if c.status is Status.DONE and c.result.phase != "search"]
+    chosen = _sample(cells, args.k, random.Random(args.seed))
+    if not chosen:
+        raise BenchError(f"{records}: no finished cell to verify")
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench-verify-"))
+    rows, agree = [], True
+    for loaded in chosen:
+        cell = Cell.from_json(loaded.result.config)
+        check_inputs([cell])
+        store = RunStore(out, cell.suite)
+        print(f"verify: {cell.label} ({cell.id}) in {store.root}", flush=True)
+        launch([cell], out, "local", 1)
+        rerun = store.result(cell)
+        if rerun is None or not rerun.done:
+            raise BenchError(f"{cell.label}: the re-run did not finish ({rerun.error if rerun else 'no result'})")
+        for dataset, metrics in sorted(loaded.result.metrics.items()):
+            for metric, published in sorted(metrics.items()):
+                again = rerun.metrics.get(dataset, {}).get(metric)
+                same = again is not None and abs(again - published) <= args.tolerance
+                agree &= same
+                shown = "-" if again is None else f"{again:.6f}"
+                rows.append([cell.label, dataset, metric, f"{published:.6f}", shown, "yes" if same else "NO"])
+    print(render(["cell", "dataset", "metric", "published", "re-run", f"agree (within {args.tolerance:g})"], rows))
+    print(f"verify: {'every metric agrees' if agree else 'DISAGREEMENT'} ({len(chosen)} cells, re-run store {out})")
+    return 0 if agree else 1
+
+
+def _sample(cells, k: int, rng) -> list:
+    """At most one cell per method, ``k`` methods, trained systems first, chosen by ``rng``."""
+    by_method: dict[str, list] = {}
+    for cell in sorted(cells, key=lambda c: (c.result.method, c.result.seed, c.result.cell_id)):
+        by_method.setdefault(cell.result.method, []).append(cell)
+    trained = sorted(m for m, c in by_method.items() if c[0].result.trainable)
+    others = sorted(m for m in by_method if m not in trained)
+    rng.shuffle(trained)
+    rng.shuffle(others)
+    return [rng.choice(by_method[m]) for m in (trained + others)[:k]]
+
+
 def recompute_from_cli(args) -> int:
     """``bench store recompute CELL_DIR ...``: a cell's folder (an unreadable result, or one to run again) set
     aside whole under ``<suite>/_set_aside/`` (never deleted); the next ``bench run`` computes the cell."""

@@ -30,3 +30,25 @@ def test_records_imported_into_a_fresh_store_leave_only_the_missing_cells(tmp_pa
     ).read_text()
     again = bench("store", "import", jsonl, "--suite", grid, "--out", second, env_path=data)
     assert again.returncode == 0 and "3 kept" in again.stdout  # a finished cell is never overwritten
+
+
+def test_verify_reruns_a_sample_and_agrees_to_1e_6_and_catches_a_changed_number(tmp_path):
+    grid = write_toy_suite(tmp_path, "grid", methods="bm25,lora,full", seeds=[1])
+    data = tmp_path / "data"
+    assert bench("run", "--suite", grid, "--out", tmp_path / "runs", env_path=data).returncode == 0
+    made = bench("report", "--suite", grid, "--runs", tmp_path / "runs", "--out", tmp_path / "pub", env_path=data)
+    assert made.returncode == 0, made.stderr[-2000:]
+    board = tmp_path / "pub" / "grid"
+    ok = bench("verify", board, "-k", "2", "--out", tmp_path / "v1", env_path=data)
+    assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+    assert "every metric agrees (2 cells" in ok.stdout and "rerank lora" in ok.stdout and "rerank full" in ok.stdout
+    lines = (board / "results.jsonl").read_text().splitlines()
+    tampered = []
+    for line in lines:
+        record = json.loads(line)
+        if record["method"] in ("lora", "full"):
+            record["metrics"]["toy/test"]["ndcg@10"] += 0.01
+        tampered.append(json.dumps(record))
+    (board / "results.jsonl").write_text("\n".join(tampered) + "\n")
+    bad = bench("verify", board, "-k", "2", "--out", tmp_path / "v2", env_path=data)
+    assert bad.returncode == 1 and "DISAGREEMENT" in bad.stdout and " NO" in bad.stdout
