@@ -6,9 +6,9 @@ is claimed (``claim.json``: host, pid, start, last beat, created by an atomic ha
 process holds it, on a local disk or NFS alike) and its owner keeps the beat fresh; anything else is
 pending. A claim whose owner is gone (a dead pid on this host, or no beat for ``STALE_SECONDS``) is taken
 over under a mutex (an atomic mkdir) and the takeover recorded. Every claim, takeover and release is one
-line of ``<suite>/_claims.jsonl``. Stores written before cell ids version 2 keep working: an index from
-each old folder's ``config.json`` to the cell's id today finds them (``bench store migrate`` renames them,
-optionally)."""
+line of ``<out>/_claims/<suite>.jsonl`` (beside the store: a suite's folder holds cells only). Stores
+written before cell ids version 2 keep working: an index from each old folder's ``config.json`` to the
+cell's id today finds them (``bench store migrate`` renames them, optionally)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from .results import Status
 
 HEARTBEAT = "heartbeat.json"  # stores before claims: read, never written
 CLAIM = "claim.json"
-CLAIMS_LOG = "_claims.jsonl"
+CLAIMS_LOG = "_claims"  # <out>/_claims/<suite>.jsonl
 TAKEOVER = ".claim.takeover"
 CONFIG = "config.json"
 BEAT_SECONDS = 10.0
@@ -92,7 +92,10 @@ def _log(directory: Path, event: str, claim: dict, **extra) -> None:
     """One line of the suite's claims log (appended whole: O_APPEND with one write per line)."""
     line = json.dumps({"event": event, "cell": Path(directory).name, "at": time.time(), **claim, **extra}) + "\n"
     try:
-        fd = os.open(Path(directory).parent / CLAIMS_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        suite = Path(directory).parent
+        (suite.parent / CLAIMS_LOG).mkdir(exist_ok=True)
+        path = suite.parent / CLAIMS_LOG / f"{suite.name}.jsonl"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:
             os.write(fd, line.encode())
         finally:

@@ -86,7 +86,8 @@ def _run_claimed(stage, cell: Cell, directory: Path, cache: Path, held, reraise_
                 status, error = _score_selected(cell, directory, cache, found, held, reraise_user_errors)
                 return status, error, f"scored:{status.value}"
             _set_aside(directory)  # imported from records (no tensors): trained again, its record kept aside
-        if found.status.finished or (found.status.retryable and not os.environ.get(RETRY_ENV)):
+        retry = os.environ.get(RETRY_ENV) or found.extra.get("out_of_memory_share") is not None
+        if found.status.finished or (found.status.retryable and not retry):
             return found.status, found.error, "skip"  # finished by another process meanwhile
     attempts = _earlier_attempts(directory)
     reset(directory, held)  # an interrupted or failed attempt left partial files: start clean

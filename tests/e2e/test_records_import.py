@@ -18,7 +18,7 @@ def test_records_imported_into_a_fresh_store_leave_only_the_missing_cells(tmp_pa
     done = bench("run", "--suite", grid, "--out", second, "--resume-from", jsonl, env_path=data)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resume: 3 cells imported from the records, 0 already here" in done.stdout
-    events = [json.loads(line) for line in (second / "grid" / "_claims.jsonl").read_text().splitlines()]
+    events = [json.loads(line) for line in (second / "_claims" / "grid.jsonl").read_text().splitlines()]
     computed = {e["cell"] for e in events if e["event"].startswith("end:")}
     seeds = {p.parent.name: json.loads(p.read_text())["seed"] for p in (second / "grid").glob("*/result.json")}
     assert len(seeds) == 5 and {seeds[c] for c in computed} == {2} and len(computed) == 2  # only seed 2 ran

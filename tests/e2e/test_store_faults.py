@@ -47,7 +47,7 @@ def start(grid, out, tmp_path, **extra):
 
 
 def events(out):
-    path = out / "grid" / "_claims.jsonl"
+    path = out / "_claims" / "grid.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
