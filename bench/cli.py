@@ -8,6 +8,7 @@ import os
 import sys
 
 from .errors import BenchError
+from .flags import GRID_FLAGS
 
 
 def _methods_command(args) -> int:
@@ -224,23 +225,7 @@ def positive_float(text: str) -> float:
     return value
 
 
-SUITE_FLAGS = {
-    "stage",
-    "methods",
-    "budgets",
-    "seeds",
-    "datasets",
-    "first_stage",
-    "model",
-    "precision",
-    "epochs",
-    "max_steps",
-    "max_queries",
-    "batch_size",
-    "depth",
-    "metrics",
-    "search",
-}  # grid flags whose value, unset, comes from the suite
+SUITE_FLAGS = set(GRID_FLAGS)  # unset, their value comes from the suite
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

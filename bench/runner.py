@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from . import config, results
 from .cells import Cell, expand
+from .flags import GRID_FLAGS
 from .launchers import launch
 from .results import Status
 from .store import RunStore, tidy_finished
@@ -375,25 +376,6 @@ def check_inputs(cells: list[Cell]) -> None:
     refs = {c.datasets["train"] for c in cells if c.train is not None and c.datasets["train"]}
     for ref in sorted(refs | {r for c in cells for r in c.datasets["eval"]}):
         cached_collection(ref)
-
-
-GRID_FLAGS = (
-    "methods",
-    "budgets",
-    "seeds",
-    "datasets",
-    "stage",
-    "model",
-    "first_stage",
-    "precision",
-    "epochs",
-    "max_steps",
-    "max_queries",
-    "batch_size",
-    "depth",
-    "metrics",
-    "search",
-)
 
 
 def report_from_cli(args) -> int:

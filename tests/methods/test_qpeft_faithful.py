@@ -32,6 +32,14 @@ def _plain_hint(hint, inputs, core):
     return torch.cat([wrap[0], core, wrap[1]], dim=1)
 
 
+def _selected(hint, frozen, inputs):
+    """The k = 3 hint tokens (passage alone, as ``_inputs`` has no template), resampled where short."""
+    q, c = inputs.query_ids, inputs.context_ids
+    return methods.select_hint_tokens(
+        hint.table(q), inputs.query_mask, frozen(c), c, inputs.context_mask, (0,), 3, "resample"
+    )[0]
+
+
 def test_the_default_mlp_is_the_authors_linear_relu_linear_replacing_the_hint():
     torch.manual_seed(0)
     frozen = nn.Embedding(50, 16).requires_grad_(False)
@@ -43,17 +51,7 @@ def test_the_default_mlp_is_the_authors_linear_relu_linear_replacing_the_hint():
         assert layer.bias.abs().max() <= bound and layer.bias.abs().sum() > 0
     inputs = _inputs()
     vectors, _ = hint(inputs)
-    ids, _ = methods.select_hint_tokens(
-        hint.table(inputs.query_ids),
-        inputs.query_mask,
-        frozen(inputs.context_ids),
-        inputs.context_ids,
-        inputs.context_mask,
-        (0,),
-        3,
-        "resample",
-    )
-    plain = _plain_hint(hint, inputs, hint.table(ids))
+    plain = _plain_hint(hint, inputs, hint.table(_selected(hint, frozen, inputs)))
     w1, b1, w2, b2 = hint.mlp.down.weight, hint.mlp.down.bias, hint.mlp.up.weight, hint.mlp.up.bias
     expected = torch.relu(plain @ w1.T + b1) @ w2.T + b2  # not plain + ...: the output replaces the hint
     assert torch.allclose(vectors, expected, atol=1e-6)
@@ -65,17 +63,7 @@ def test_the_residual_option_starts_as_the_plain_hint():
     hint = RetrievedHint(frozen, list(range(1, 45)), k=3, mlp="residual")
     inputs = _inputs()
     vectors, _ = hint(inputs)
-    ids, _ = methods.select_hint_tokens(
-        hint.table(inputs.query_ids),
-        inputs.query_mask,
-        frozen(inputs.context_ids),
-        inputs.context_ids,
-        inputs.context_mask,
-        (0,),
-        3,
-        "resample",
-    )
-    assert torch.equal(vectors, _plain_hint(hint, inputs, hint.table(ids)))
+    assert torch.equal(vectors, _plain_hint(hint, inputs, hint.table(_selected(hint, frozen, inputs))))
 
 
 def _short_case():
