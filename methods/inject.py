@@ -113,20 +113,16 @@ def add_then_renormalize(block: nn.Module, norm: nn.Module, module: nn.Module) -
 
 
 def prepend_positions(
-    attention: nn.Module,
-    key: nn.Module,
-    value: nn.Module,
-    key_rows: nn.Parameter,
-    value_rows: nn.Parameter,
-    names: tuple[str, ...],
+    attention: nn.Module, key: nn.Module, value: nn.Module, key_rows, value_rows, names: tuple[str, ...]
 ) -> list:
     """Prefix tuning on an attention module, whatever its transformers version: l positions are put in
     front of its input, their keys and values are ``key_rows`` / ``value_rows`` (l x d, set at the key and
-    value projections' outputs), every mask or bias named in ``names`` gets l leading positions that attend
+    value projections' outputs; or callables with a ``length``, asked at each forward), every mask or bias
+    named in ``names`` gets l leading positions that attend
     freely, and the l extra outputs are dropped. The real queries thus attend to [prefix; keys]."""
     signature = inspect.signature(attention.forward)
     first = next(iter(signature.parameters))
-    extra = key_rows.shape[0]
+    extra = key_rows.shape[0] if not callable(key_rows) else key_rows.length
 
     def widen(mod, args, kwargs):
         arguments = dict(signature.bind(*args, **kwargs).arguments)
@@ -147,8 +143,9 @@ def prepend_positions(
 
     def rows_of(rows):
         def replace(mod, args, output):
+            value = rows() if callable(rows) else rows  # a callable: rows made anew (a reparameterised prefix)
             return torch.cat(
-                [rows.to(output.dtype).unsqueeze(0).expand(output.shape[0], -1, -1), output[:, extra:]], dim=1
+                [value.to(output.dtype).unsqueeze(0).expand(output.shape[0], -1, -1), output[:, extra:]], dim=1
             )
 
         return replace
