@@ -37,13 +37,21 @@ def env_for(tmp_path, **extra):
 
 
 def start(grid, out, tmp_path, **extra):
-    return subprocess.Popen(
+    """A bench run in the background; its stderr goes to a file (a pipe nobody reads fills up and blocks)."""
+    log = open(tmp_path / f"stderr-{time.monotonic_ns()}.log", "w")  # noqa: SIM115  (closed with the process)
+    proc = subprocess.Popen(
         [sys.executable, "-m", "bench.cli", "run", "--suite", str(grid), "--out", str(out)],
         env=env_for(tmp_path, **extra),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
         text=True,
     )
+    proc.log_path = log.name
+    return proc
+
+
+def stderr_of(proc) -> str:
+    return open(proc.log_path).read()
 
 
 def events(out):
@@ -213,7 +221,8 @@ def test_sigterm_ends_the_cell_cleanly_and_says_how_to_resume(grid, tmp_path):
     while time.time() < deadline and not list((out / "grid").glob("*/train_log.jsonl")):
         time.sleep(0.05)  # a trained cell has begun
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    proc.wait(timeout=120)
+    err = stderr_of(proc)
     assert proc.returncode == 143, err[-2000:]
     assert "interrupted (SIGTERM)" in err and "run the same command again to resume" in err
     assert "Traceback" not in err
