@@ -107,9 +107,10 @@ class SuiteModel(Settings):
             for key, setting in knobs.items():
                 if key not in known:
                     raise ValueError(f"options.{name}.{key}: not an option of {name}{_closest(key, known)}")
-                if not isinstance(setting, known[key].kind) or isinstance(setting, bool):
-                    if not (known[key].kind is float and isinstance(setting, int) and not isinstance(setting, bool)):
-                        raise ValueError(f"options.{name}.{key}: give a {known[key].kind.__name__} (got {setting!r})")
+                kind = known[key].kind
+                fits = type(setting) is kind or (kind is float and type(setting) is int)  # bool is no number
+                if not fits:
+                    raise ValueError(f"options.{name}.{key}: give a {kind.__name__} (got {setting!r})")
         return value
 
     @field_validator("search")

@@ -160,10 +160,11 @@ class Unreadable:
 
     path: Path
     reason: str
+    newer: bool = False  # written by a newer version (else: broken)
 
     @property
     def fix(self) -> str:
-        if "newer" in self.reason:
+        if self.newer:
             return "upgrade peft-ir-bench to read it, or `bench store recompute` to set it aside and run the cell again"
         return "restore the file, or `bench store recompute` to set it aside and run the cell again"
 
@@ -184,7 +185,9 @@ def inspect(directory: Path) -> CellResult | Unreadable | None:
         return Unreadable(path, "not a cell result")
     schema = data.get("schema")
     if isinstance(schema, int) and schema > SCHEMA:
-        return Unreadable(path, f"written by a newer version (result schema {schema}; this version reads {SCHEMA})")
+        return Unreadable(
+            path, f"written by a newer version (result schema {schema}; this version reads {SCHEMA})", newer=True
+        )
     try:
         return CellResult.from_json(data)
     except (TypeError, ValueError, KeyError) as exc:

@@ -17,7 +17,7 @@ from .cells import Cell, expand
 from .flags import GRID_FLAGS
 from .launchers import launch
 from .results import Status
-from .store import RunStore, tidy_finished
+from .store import RunStore, set_aside, tidy_finished
 from .worker import RETRY_ENV, DiskError
 
 
@@ -27,6 +27,14 @@ def resolve_grid(args, runs: Path | None = None) -> tuple[config.Suite, list[Cel
     suite, over = config.resolve(args)
     cells = expand(suite, over)
     return suite, cells, RunStore(Path(runs if runs is not None else args.out), suite.name)
+
+
+def resolve_plan(args, runs: Path | None = None):
+    """(suite, search plan, store) of the grid the flags give: run and status share it."""
+    from .search import plan
+
+    suite, over = config.resolve(args)
+    return suite, plan(suite, over), RunStore(Path(runs if runs is not None else args.out), suite.name)
 
 
 def writable_folder(path: Path, flag: str) -> Path:
@@ -48,12 +56,8 @@ def writable_folder(path: Path, flag: str) -> Path:
 def run_from_cli(args) -> int:
     import shlex
 
-    from .search import plan
-
     os.environ.setdefault("BENCH_COMMAND", "bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
-    suite, over = config.resolve(args)
-    grid = plan(suite, over)
-    store = RunStore(Path(args.out), suite.name)
+    suite, grid, store = resolve_plan(args)
     check_inputs(grid.first_phase())
     writable_folder(Path(args.out), "--out")
     if getattr(args, "resume_from", None):
@@ -222,16 +226,13 @@ def _counts_line(counts: Counter) -> str:
 def status_from_cli(args) -> int:
     """``bench status``: per state counts of the grid the same flags give ``bench run``, the running
     cells and the failed cells' errors."""
-    from .search import plan
-
-    suite, over = config.resolve(args)
-    grid = plan(suite, over)
-    store = RunStore(Path(args.out), suite.name)
+    suite, grid, store = resolve_plan(args)
     cells = grid.first_phase()
     if grid.searching:
         search = cells[len(grid.fixed) :]
         finals = grid.final_phase(store)
-        cells = grid.fixed + search + [c for c in finals if c.id not in {s.id for s in search}]
+        searched = {c.id for c in search}
+        cells = grid.fixed + search + [c for c in finals if c.id not in searched]
         pending = [c for c in finals if _needs_test_scoring(c, store)]
         print(_search_line(grid, store))
         waiting = [g for g in grid.groups if not g.final_cells(store)]
@@ -280,8 +281,7 @@ def import_records(paths: list[Path], store: RunStore) -> dict:
 def import_from_cli(args) -> int:
     """``bench store import RESULTS.jsonl ... --suite S --out DIR``: another store's finished cells into this
     one (a grid continued on another machine or cluster); ``bench run`` then computes only the rest."""
-    suite, _ = config.resolve(args)
-    store = RunStore(Path(args.out), suite.name)
+    suite, _, store = resolve_grid(args)
     writable_folder(Path(args.out), "--out")
     counts = import_records([Path(p) for p in args.records], store)
     print(
@@ -357,11 +357,8 @@ def recompute_from_cli(args) -> int:
         if owner(folder) is not None:
             raise BenchError(f"{folder}: the cell is at work ({_owner_text(owner(folder))}); wait for it to finish")
     for raw in args.cells:
-        folder = Path(raw)
-        target = folder.parent / "_set_aside" / f"{folder.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(folder, target)
-        print(f"{folder.name}: set aside as {target}; the next bench run computes the cell")
+        target = set_aside(Path(raw))
+        print(f"{Path(raw).name}: set aside as {target}; the next bench run computes the cell")
     return 0
 
 
@@ -408,9 +405,7 @@ def report_from_cli(args) -> int:
     if not store.root.is_dir():
         loaded = []
     elif restricted:
-        from .search import plan
-
-        grid = plan(suite, config.resolve(args)[1])
+        grid = resolve_plan(args, Path(args.runs))[1]
         wanted = _reported(grid, store) if grid.searching else cells
         loaded = [c for c in (store.loaded(cell) for cell in wanted) if c is not None]
     else:

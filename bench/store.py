@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import results
 from .cells import ID_VERSION, Cell
-from .files import read_json, write_json
+from .files import atomic_write_text, read_json, write_json
 from .results import Status
 
 HEARTBEAT = "heartbeat.json"  # stores before claims: read, never written
@@ -301,8 +301,6 @@ class RunStore:
             write_json(directory / "per_query.json", loaded.per_query)
             if loaded.losses:
                 lines = "".join(json.dumps({"step": i + 1, "loss": v}) + "\n" for i, v in enumerate(loaded.losses))
-                from .files import atomic_write_text
-
                 atomic_write_text(directory / "train_log.jsonl", lines)
             extra = {**loaded.result.extra, "imported_from": source}
             results.write(directory, dataclasses.replace(loaded.result, extra=extra))
@@ -327,14 +325,29 @@ class RunStore:
         return moves
 
 
-def reset(directory: Path, claimed: Claim | None = None) -> None:
+def set_aside(path: Path) -> Path:
+    """Move a cell's folder (or one file of it) whole to ``<suite>/_set_aside/<cell>-<time>``: never deleted,
+    and out of the store's way (the cell is then pending)."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    target = folder.parent / "_set_aside" / f"{folder.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if path.is_dir():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+    else:
+        target.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target / path.name)
+    return target
+
+
+def reset(directory: Path, claimed: Claim) -> None:
     """Clear what an interrupted or failed attempt left (logs, tensors, runs): the cell restarts clean. Only
     the holder of the cell's claim resets it, and only a cell proven unfinished (no readable result, or a
     failed one being retried); an unreadable result is never cleared."""
     directory = Path(directory)
     if not directory.exists():
         return
-    if claimed is None or not claimed.holds():
+    if not claimed.holds():
         raise RuntimeError(f"{directory}: reset without holding its claim")
     if isinstance(results.inspect(directory), results.Unreadable):
         raise RuntimeError(f"{directory}: its result is unreadable here: never cleared")
@@ -365,7 +378,6 @@ class Heartbeat:
 
     def __init__(self, held: Claim, every: float = BEAT_SECONDS):
         self.claim, self.every = held, every
-        self.lost = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -373,7 +385,6 @@ class Heartbeat:
         while not self._stop.wait(self.every):
             try:
                 if not self.claim.beat():
-                    self.lost = True
                     print(f"bench: warning: the claim on {self.claim.directory} was taken over", file=sys.stderr)
                     return
             except OSError:

@@ -85,7 +85,7 @@ def _run_claimed(stage, cell: Cell, directory: Path, cache: Path, held, reraise_
             if (directory / "trainable").is_dir():
                 status, error = _score_selected(cell, directory, cache, found, held, reraise_user_errors)
                 return status, error, f"scored:{status.value}"
-            _set_aside(directory)  # imported from records (no tensors): trained again, its record kept aside
+            store.set_aside(directory / results.RESULT)  # imported from records (no tensors): trained again
         retry = os.environ.get(RETRY_ENV) or found.extra.get("out_of_memory_share") is not None
         if found.status.finished or (found.status.retryable and not retry):
             return found.status, found.error, "skip"  # finished by another process meanwhile
@@ -126,34 +126,25 @@ def _run_claimed(stage, cell: Cell, directory: Path, cache: Path, held, reraise_
     return status, error, f"end:{status.value}"
 
 
-def _set_aside(directory: Path) -> None:
-    import time
-
-    target = directory.parent / "_set_aside" / f"{directory.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    target.mkdir(parents=True, exist_ok=True)
-    os.replace(directory / results.RESULT, target / results.RESULT)
-
-
 def _failure(exc: Exception) -> tuple[Status, str, str]:
     return Status.FAILED, f"{type(exc).__name__}: {exc}".splitlines()[0][:300], traceback.format_exc()
 
 
 def _score_selected(cell: Cell, directory: Path, cache: Path, earlier, held, reraise_user_errors: bool):
     """The selected configuration's search cell: scored on the test data from its saved tensors. Its
-    training and validation result stay as they are whatever happens here (nothing is reset)."""
+    training and validation result stay as they are whatever happens here (nothing is reset; the next run
+    tries again)."""
     with Heartbeat(held):
         try:
             score_test_from_tensors(cell, directory, cache, earlier)
-        except BenchError:
+        except BenchError as exc:
             if reraise_user_errors:
                 raise
-            return Status.FAILED, "scoring the selected cell on the test data failed"
-        except OSError as exc:
-            if exc.errno in DISK_ERRORS:
+            return Status.FAILED, f"scoring on the test data: {exc}"
+        except Exception as exc:  # noqa: BLE001  (one broken cell must not stop the grid; a full disk does)
+            if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
                 raise
-            return Status.FAILED, f"scoring on the test data: {type(exc).__name__}: {exc}".splitlines()[0][:300]
-        except Exception as exc:  # noqa: BLE001  (the cell stays a finished search cell; the next run retries)
-            return Status.FAILED, f"scoring on the test data: {type(exc).__name__}: {exc}".splitlines()[0][:300]
+            return Status.FAILED, "scoring on the test data: " + _failure(exc)[1]
     return Status.DONE, ""
 
 

@@ -94,6 +94,19 @@ def row_selection(cells: list[LoadedCell], stage: str, method: str, budget: str)
     return {"searched": "", "chosen": "", "validation": ""}
 
 
+def summary_lines(searches: list[dict], cells: list[LoadedCell]) -> list[str]:
+    """One line per selection (what was searched, chosen, every configuration's mean), then the cost line."""
+    lines = []
+    for s in searches:
+        means = "; ".join(f"{c['config']} {c['mean']}" for c in s["configurations"])
+        lines.append(
+            f"Search, {s['stage']} {s['method']} {s['budget']}: {s['searched']}; chosen {s['chosen']} on "
+            f"{s['validation']} ({s['metric']}: {means})"
+        )
+    cost = search_cost(cells)
+    return lines + ([cost] if cost else [])
+
+
 def search_cost(cells: list[LoadedCell]) -> str:
     """One line: the search cells beside the selected ones, and what capped them."""
     search = [c for c in cells if c.result.phase == "search"]

@@ -152,23 +152,28 @@ def build(cells: list[LoadedCell], suite: str, out: Path, source: str = "", expe
         )
     target = Path(out) / suite
     atomic_write_text(target / "leaderboard.csv", export.to_csv(rows))
-    searched = [
-        f"Search, {s['stage']} {s['method']} {s['budget']}: {s['searched']}; chosen {s['chosen']} on {s['validation']} "
-        f"({s['metric']}: " + "; ".join(f"{c['config']} {c['mean']}" for c in s["configurations"]) + ")"
-        for s in search_views.selections(cells)
-    ]
-    cost = search_views.search_cost(cells)
-    atomic_write_text(target / "leaderboard.md", export.to_markdown(rows, notes + searched + ([cost] if cost else [])))
+    searches = search_views.selections(cells)
+    search_notes = search_views.summary_lines(searches, cells)
+    atomic_write_text(target / "leaderboard.md", export.to_markdown(rows, notes + search_notes))
     atomic_write_text(target / "leaderboard.tex", export.to_latex(rows))
     env = _environment()
     for cell in cells:
         atomic_write_text(target / "cells" / f"{page_name(cell)}.html", _cell_page(env, suite, cell))
-    atomic_write_text(target / "index.html", _index_page(env, suite, source, cells, rows, items, notes))
+    index = _index_page(env, suite, source, cells, rows, items, notes, searches, search_notes[len(searches) :])
+    atomic_write_text(target / "index.html", index)
     return target / "index.html"
 
 
 def _index_page(
-    env, suite: str, runs: str, cells: list[LoadedCell], rows: list[Row], items: list[Stability], notes: list[str]
+    env,
+    suite: str,
+    runs: str,
+    cells: list[LoadedCell],
+    rows: list[Row],
+    items: list[Stability],
+    notes: list[str],
+    searches: list[dict],
+    cost: list[str],
 ) -> str:
     trained = [c for c in cells if c.status is Status.DONE and c.result.model]
     first = trained[0].result if trained else cells[0].result
@@ -206,8 +211,8 @@ def _index_page(
         filters=filters,
         default_metric="ndcg@10",
         counts=", ".join(f"{n} {status}" for status, n in sorted(counts.items())),
-        procedures=export.PROCEDURES + notes + [line for line in [search_views.search_cost(cells)] if line],
-        searches=search_views.selections(cells),
+        procedures=export.PROCEDURES + notes + cost,
+        searches=searches,
         model=first.model or "-",
         device=first.device or "-",
         commit=first.git_commit or "-",

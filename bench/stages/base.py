@@ -11,6 +11,7 @@ evaluation through ranx and the result. Stages never name methods: a method decl
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
 import time
@@ -232,11 +233,9 @@ def run_metadata(cell, ref: str) -> dict:
 VALIDATION_PER_QUERY = "validation_per_query.json"
 
 
-def evaluate_all(stage: Stage, cell, directory: Path, cache: Path, score, needs_candidates: bool, refs=None) -> dict:
-    """Every eval dataset (or ``refs``): metrics, per-query metrics (``per_query.json``) and the TREC run."""
-    return _evaluate(
-        stage, cell, directory, cache, score, needs_candidates, refs or cell.datasets["eval"], "per_query.json"
-    )
+def evaluate_all(stage: Stage, cell, directory: Path, cache: Path, score, needs_candidates: bool) -> dict:
+    """Every eval dataset: metrics, per-query metrics (``per_query.json``) and the TREC run."""
+    return _evaluate(stage, cell, directory, cache, score, needs_candidates, cell.datasets["eval"], "per_query.json")
 
 
 def evaluate_validation(stage: Stage, cell, directory: Path, cache: Path, score, needs_candidates: bool) -> dict:
@@ -272,11 +271,16 @@ def holdout_of(cell) -> dict:
     return dict(cached_collection(ref).extra.get("holdout") or {}) if ref else {}
 
 
+def scorer(stage: Stage, built: Built, cell, device, autocast):
+    """The stage's scoring of ``built`` under the cell's eval settings: (collection, candidates) -> run."""
+    evaluation = stage.Eval(**cell.eval)
+    stage.configure(built, "eval", evaluation)
+    return lambda coll, cands: stage.score(built, coll, cands, evaluation, device, autocast)
+
+
 def restored(cell, cell_dir: Path):
     """The cell's model as it was after training: the stage builds it, the method is applied to its
     transformers, the saved tensors are loaded."""
-    import json
-
     from . import get_stage
 
     stage = get_stage(cell.stage)
@@ -295,18 +299,9 @@ def score_test_from_tensors(cell, directory: Path, cache: Path, earlier: results
     started = time.perf_counter()
     stage, built, _ = restored(cell, directory)
     accelerator = make_accelerator(environment.resolve_precision(cell.mixed_precision or "no"))
-    device = accelerator.device
-    built.model.to(device)
-    evaluation = stage.Eval(**cell.eval)
-    stage.configure(built, "eval", evaluation)
-    outcome = evaluate_all(
-        stage,
-        cell,
-        directory,
-        cache,
-        lambda coll, cands: stage.score(built, coll, cands, evaluation, device, accelerator.autocast),
-        stage.needs_candidates,
-    )
+    built.model.to(accelerator.device)
+    score = scorer(stage, built, cell, accelerator.device, accelerator.autocast)
+    outcome = evaluate_all(stage, cell, directory, cache, score, stage.needs_candidates)
     times = {**earlier.times, "test_scoring_s": time.perf_counter() - started, "finished_at": time.time()}
     fingerprints = {**earlier.dataset_fingerprints, **_fingerprints(cell.datasets["eval"])}
     result = dataclasses.replace(
@@ -361,9 +356,7 @@ def run_cell(stage: Stage, cell, directory: Path, cache: Path) -> results.CellRe
             stats = fit(stage, cell, built, settings, directory, cache, accelerator)
             if not accelerator.is_main_process:
                 return None
-        evaluation = stage.Eval(**cell.eval)
-        stage.configure(built, "eval", evaluation)
-        score = lambda coll, cands: stage.score(built, coll, cands, evaluation, device, accelerator.autocast)  # noqa: E731
+        score = scorer(stage, built, cell, device, accelerator.autocast)
         if system.trains:
             validation = evaluate_validation(stage, cell, directory, cache, score, stage.needs_candidates)
         if cell.scoring == "validation":  # the search phase: validation data alone
