@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 from .data import Collection
+from .errors import BenchError
 
 
 def training_queries(train: Collection, rng: random.Random, max_queries: int | None = None) -> list[str]:
@@ -39,10 +40,29 @@ class EpochGroups:
     """Training groups drawn afresh every epoch: a new order, positive and negatives per query, so a
     second epoch does not replay the first. Seeded per (seed, epoch): reruns give the same groups."""
 
-    def __init__(self, train: Collection, candidates: dict, group_size: int, seed: int, max_queries: int | None = None):
+    def __init__(
+        self,
+        train: Collection,
+        candidates: dict,
+        group_size: int,
+        seed: int,
+        max_queries: int | None = None,
+        dev_queries: int = 0,
+    ):
         self.train, self.candidates, self.group_size, self.seed = train, candidates, group_size, seed
-        self.query_ids = training_queries(train, random.Random(seed), max_queries)
+        judged = training_queries(train, random.Random(seed))
+        if dev_queries and dev_queries >= len(judged):
+            raise BenchError(
+                f"dev_queries {dev_queries}: the training data has {len(judged)} judged queries; hold out fewer"
+            )
+        self.dev_ids, rest = judged[:dev_queries], judged[dev_queries:]  # drawn first: max_queries leaves them be
+        self.query_ids = rest[:max_queries] if max_queries else rest
         self._epoch, self._groups = -1, []
+
+    def dev(self) -> FixedGroups:
+        """The held-out queries' groups, drawn once: the same dev loss data after every epoch."""
+        rng = random.Random(self.seed * 1_000_003 - 1)
+        return FixedGroups(training_groups(self.train, self.candidates, self.dev_ids, self.group_size, rng))
 
     def __len__(self) -> int:
         return len(self.query_ids)
@@ -67,6 +87,24 @@ class EpochGroups:
     def gathered(self, step: int, batch_queries: int) -> list[tuple[str, str, list[str]]]:
         """The step's whole batch in the order a gather over ranks puts it (one process: the batch)."""
         return self.batch(step, batch_queries)
+
+
+class FixedGroups:
+    """A fixed list of groups served in batches (the dev loss's data): ``batch(i, n)`` is the i-th n."""
+
+    def __init__(self, groups: list[tuple[str, str, list[str]]]):
+        self.groups = groups
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def steps(self, batch_queries: int) -> int:
+        return -(-len(self.groups) // batch_queries)
+
+    def batch(self, step: int, batch_queries: int) -> list[tuple[str, str, list[str]]]:
+        return self.groups[step * batch_queries : (step + 1) * batch_queries]
+
+    gathered = batch
 
 
 class RankShard:

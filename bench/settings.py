@@ -5,7 +5,7 @@ A stage subclasses ``TrainSettings`` / ``EvalSettings`` to add its own keys and 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -65,17 +65,46 @@ LrMap = dict[str, PositiveFloat]
 
 
 class TrainSettings(Settings):
-    """What every trained stage reads. ``lr``: one rate, or a map method -> rate with ``default``."""
+    """What every trained stage reads. ``lr``: one rate, or a map method -> rate with ``default``.
 
+    ``preset``: a named set of these settings a stage ships (``PRESETS``; the qlm stage's ``paper``), under
+    the suite's own keys (which win). ``dev_queries``: that many training queries held out (seeded by the
+    cell's seed) for a loss after every epoch; training stops after ``patience`` epochs without a lower
+    one and keeps the best epoch's weights (``epochs`` is then the most it runs). ``schedule``: linear
+    warm-up and decay, or a constant rate; ``grad_clip`` null: no clipping."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    preset: str | None = setting(None)
     steps: PositiveInt | None = setting(None)
     epochs: PositiveInt = setting(1)
     batch_queries: PositiveInt = setting(4)
     group_size: PositiveInt = setting(4)
     max_queries: PositiveInt | None = setting(None)
+    dev_queries: StrictInt = setting(0, ge=0)
+    patience: PositiveInt = setting(6)
+    schedule: Literal["linear", "constant"] = setting("linear")
     warmup_ratio: Float = setting(0.1, ge=0.0, lt=1.0)
     weight_decay: Float = setting(0.01, ge=0.0)
-    grad_clip: PositiveFloat = setting(1.0)
+    grad_clip: PositiveFloat | None = setting(1.0)
     lr: PositiveFloat | LrMap = setting({"default": 1e-3, "full": 3e-5})
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, values):
+        name = values.get("preset") if isinstance(values, dict) else None
+        if name is None:
+            return values
+        if name not in cls.PRESETS:
+            shipped = ", ".join(sorted(cls.PRESETS)) or "none in this stage"
+            raise ValueError(f"preset {name!r} is not one of this stage's presets ({shipped})")
+        return {**cls.PRESETS[name], **values}
+
+    @model_validator(mode="after")
+    def _early_stopping(self):
+        if self.dev_queries and self.steps is not None:
+            raise ValueError("dev_queries stops on whole epochs: give epochs (the most it runs), not steps")
+        return self
 
     def lr_for(self, method: str) -> float:
         if isinstance(self.lr, dict):

@@ -35,7 +35,7 @@ from ..firststage import candidates_for, write_trec_run
 from ..sampling import EpochGroups, RankShard, training_queries
 from ..settings import EvalSettings, Settings, TrainSettings
 from ..systems import Role, role
-from ..train import make_accelerator, seed_everything, train
+from ..train import EarlyStopping, make_accelerator, seed_everything, to_device, train
 
 
 @dataclass
@@ -173,13 +173,23 @@ def fit(stage: Stage, cell, built: Built, settings: TrainSettings, directory: Pa
     model = built.model
     _maybe_compile(cell, model)
     train_coll, train_cands = _train_candidates(cell, cache)
-    groups = EpochGroups(train_coll, train_cands, settings.group_size, cell.seed, settings.max_queries)
+    groups = EpochGroups(
+        train_coll, train_cands, settings.group_size, cell.seed, settings.max_queries, settings.dev_queries
+    )
     if not len(groups):
         raise BenchError(
             f"{cell.datasets['train']}: no query has a judged relevant document in the corpus; "
             "training needs at least one"
         )
     steps = settings.steps or max(1, settings.epochs * len(groups) // settings.batch_queries)
+    stopping = None
+    if settings.dev_queries:  # every rank computes the whole dev loss: all stop at the same epoch
+        stopping = EarlyStopping(
+            steps_per_epoch=max(1, len(groups) // settings.batch_queries),
+            patience=settings.patience,
+            dev_loss=_dev_loss(stage, built, groups.dev(), train_coll, settings),
+        )
+        steps = settings.epochs * stopping.steps_per_epoch
     if accelerator.num_processes > 1:
         if settings.batch_queries % accelerator.num_processes:
             raise BenchError(
@@ -205,6 +215,8 @@ def fit(stage: Stage, cell, built: Built, settings: TrainSettings, directory: Pa
         desc=f"train {cell.method}",
         head_params=list(built.head_params),
         head_lr=getattr(settings, "head_lr", None),
+        schedule=settings.schedule,
+        early_stopping=stopping,
     )
     stats["groups"] = len(groups)
     stats.update(built.state.get("counters", {}))  # what a stage tallied while batching (e.g. masked batches)
@@ -212,6 +224,22 @@ def fit(stage: Stage, cell, built: Built, settings: TrainSettings, directory: Pa
     if accelerator.is_main_process:
         methods.save(built.model, directory / "trainable")
     return stats
+
+
+def _dev_loss(stage: Stage, built: Built, dev, train_coll, settings):
+    """model -> the mean training loss over the held-out queries' batches (the stage's own batching and loss)."""
+    batches = stage.batches(built, dev, train_coll, settings)
+    loss_fn = stage.loss(built, settings)
+
+    def mean_loss(model) -> float:
+        values = []
+        for step in range(dev.steps(settings.batch_queries)):
+            work = batches(step)
+            for batch in work if isinstance(work, list) else [work]:
+                values.append(float(loss_fn(model, to_device(batch, next(model.parameters()).device))))
+        return sum(values) / len(values)
+
+    return mean_loss
 
 
 def run_metadata(cell, ref: str) -> dict:
