@@ -232,11 +232,16 @@ def _dev_loss(stage: Stage, built: Built, dev, train_coll, settings):
     loss_fn = stage.loss(built, settings)
 
     def mean_loss(model) -> float:
+        counters = built.state.get("counters")
+        before = dict(counters) if counters is not None else None
         values = []
         for step in range(dev.steps(settings.batch_queries)):
             work = batches(step)
             for batch in work if isinstance(work, list) else [work]:
                 values.append(float(loss_fn(model, to_device(batch, next(model.parameters()).device))))
+        if before is not None:  # what the stage tallies counts training batches, not the dev loss's
+            counters.clear()
+            counters.update(before)
         return sum(values) / len(values)
 
     return mean_loss
