@@ -7,6 +7,8 @@ a saved run ranks exactly as the metrics in result.json did."""
 
 from __future__ import annotations
 
+import warnings
+
 RERANK_METRICS = ("mrr@10", "mrr@100", "ndcg@10", "ndcg@100")
 DENSE_METRICS = ("mrr@10", "recall@100", "recall@1000", "ndcg@10")
 
@@ -36,7 +38,13 @@ def evaluate_run(qrels: dict, run: dict, metrics=RERANK_METRICS, relevance_level
             docs["__none__"] = 0.0
     names = [_ranx_name(m, relevance_level) for m in metrics]
     ranx_qrels, ranx_run = Qrels(qrels), Run(run)
-    means = evaluate(ranx_qrels, ranx_run, names, make_comparable=True)
+    with warnings.catch_warnings():
+        # numba, compiling ranx's reciprocal rank once per machine, warns of a uint64 -> int64 cast of a
+        # cutoff or a relevance level (small numbers: nothing is lost); a newcomer's first run stays clean
+        from numba.core.errors import NumbaTypeSafetyWarning
+
+        warnings.simplefilter("ignore", NumbaTypeSafetyWarning)
+        means = evaluate(ranx_qrels, ranx_run, names, make_comparable=True)
     means = (
         {metric: float(means[name]) for metric, name in zip(metrics, names)}
         if len(names) > 1

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from bench import firststage
@@ -67,3 +69,21 @@ def test_metrics_match_hand_computation():
 def test_query_without_candidates_scores_zero():
     means, per_query = evaluate_run({"a": {"x": 1}, "b": {"y": 1}}, {"a": {"x": 1.0}}, ("mrr@10",))
     assert per_query["b"]["mrr@10"] == 0.0 and means["mrr@10"] == pytest.approx(0.5)
+
+
+def test_a_first_evaluation_on_a_fresh_machine_prints_no_third_party_warning(tmp_path):
+    """numba compiles ranx's metrics once per machine (its cache); that first compile warned of a uint64 cast."""
+    import subprocess
+    import sys
+
+    code = (
+        "from bench.evaluate import evaluate_run\n"
+        "evaluate_run({'a': {'x': 1}, 'b': {'y': 2}}, {'a': {'x': 1.0}}, ('mrr@10', 'ndcg@10', 'recall@100'), 2)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and "Warning" not in done.stderr, done.stderr[-2000:]
