@@ -301,9 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default="reports", help="output directory")
     rp.add_argument(
         "--format",
-        choices=["site", "jsonl"],
+        choices=["site", "jsonl", "md"],
         default="site",
-        help="site: leaderboards, the static site and results.jsonl; jsonl: the cell records alone",
+        help="site: leaderboards, the static site and results.jsonl; jsonl: the cell records alone; md: the "
+        "headline table per stage as Markdown on stdout (writes nothing)",
     )
     rp.add_argument(
         "--include",

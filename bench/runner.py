@@ -401,7 +401,9 @@ def report_from_cli(args) -> int:
     for path in includes:
         if not path.is_file():
             raise BenchError(f"--include {path}: no such file (a results.jsonl written by bench report)")
-    writable_folder(Path(args.out), "--out")
+    markdown = getattr(args, "format", "site") == "md"
+    if not markdown:
+        writable_folder(Path(args.out), "--out")
     if not store.root.is_dir():
         loaded = []
     elif restricted:
@@ -418,6 +420,8 @@ def report_from_cli(args) -> int:
                 continue
             seen.add(cell.result.cell_id)
             loaded.append(cell)
+    if markdown:
+        return _print_headline(loaded, cells, name)
     target = Path(args.out) / name
     records = "".join(json.dumps(to_record(c), sort_keys=True) + "\n" for c in loaded)
     if getattr(args, "format", "site") == "jsonl":
@@ -429,6 +433,19 @@ def report_from_cli(args) -> int:
     index = build(loaded, name, Path(args.out), source=source, expected=expected)
     atomic_write_text(target / "results.jsonl", records)
     print(f"report: {index} (and leaderboard.csv / .md / .tex, results.jsonl beside it)")
+    return 0
+
+
+def _print_headline(loaded, cells, name: str) -> int:
+    """``bench report --format md``: the headline tables on stdout (the README's table is this rendering)."""
+    from .errors import BenchError
+    from .report.export import headline_markdown
+    from .report.stats import build_rows
+
+    if not loaded:
+        raise BenchError(f"suite {name!r}: no cell has a result yet: nothing to report")
+    rows = build_rows(loaded, expected=_expected(cells) if cells is not None else None)
+    print(headline_markdown(rows), end="")
     return 0
 
 

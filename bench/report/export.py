@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
-from ..fmt import metric_label, num
+from ..fmt import duration, metric_label, num
 from ..systems import Role
 from .stats import ALPHA, Row, families, metric_order
 
@@ -35,6 +35,9 @@ CSV_FIELDS = [
     "family_size",
     "test",
     "notes",
+    "train_s",
+    "peak_memory_mb",
+    "trainable",
 ]
 
 
@@ -93,6 +96,9 @@ def to_csv(rows: list[Row]) -> str:
                 r.family_size,
                 _test_name(r),
                 "; ".join(r.notes),
+                num(r.train_time, 1),
+                num(r.memory, 0),
+                "" if r.trainable is None or r.role.baseline else r.trainable,
             ]
         )
     return buffer.getvalue()
@@ -163,34 +169,65 @@ PROCEDURES = [
     "Marks: * significantly above full fine-tuning; † significantly above every other PEFT method at the same "
     "budget (tested against all: none is picked by its test score). k/n seeds finished with k < n: no mark.",
     "[a-b]: the rank interval, 1 + the systems significantly above, n - the systems significantly below.",
+    "Cost: train time, the training loop's wall time (mean over seeds, on the machine that ran it); peak "
+    "memory, the process's peak resident memory (a GPU's peak allocation where it ran on one), mean over "
+    "seeds; trainable, the parameters trained (the head included).",
 ]
 
 
-def to_markdown(rows: list[Row], notes: list[str] = ()) -> str:
+def cost_text(row: Row | None) -> list[str]:
+    """Training time (mean over seeds), peak memory (mean, MB) and trainable parameters of a row."""
+    if row is None or row.role.baseline:
+        return ["-", "-", "-"]
+    trainable = f"{row.trainable:,}" if row.trainable is not None else "-"
+    memory = f"{row.memory:,.0f} MB" if row.memory is not None else "-"
+    return [duration(row.train_time) if row.train_time else "-", memory, trainable]
+
+
+def headline_markdown(rows: list[Row]) -> str:
+    """The headline table per stage: a row per method x budget, its mean ± CI, marks and rank interval per
+    dataset, then its cost (what `bench report --format md` prints and the README shows)."""
     out = []
     for stage, metric, datasets, lines in headline(rows):
         out.append(f"## {stage}: {metric_label(metric)}\n")
-        out.append("| method | budget | % params | seeds | " + " | ".join(datasets) + " |")
-        out.append("|---|---|---|---|" + "---|" * len(datasets))
+        out.append(
+            "| method | budget | % params | seeds | "
+            + " | ".join(datasets)
+            + " | train time | peak memory | trainable |"
+        )
+        out.append("|---|---|---|---|" + "---|" * len(datasets) + "---|---|---|")
         for method, budget, pct, seeds, role, by_dataset in lines:
             shown = "-" if role.baseline else budget
+            first = by_dataset.get(datasets[0]) or next(iter(by_dataset.values()))
             out.append(
                 f"| {method} | {shown} | {num(pct, 3) if pct else '-'} | {'-' if role.baseline else seeds} | "
                 + " | ".join(cell_text(by_dataset.get(d)) for d in datasets)
+                + " | "
+                + " | ".join(cost_text(first))
                 + " |"
             )
         out.append("")
+    return "\n".join(out)
+
+
+def to_markdown(rows: list[Row], notes: list[str] = ()) -> str:
+    out = [headline_markdown(rows)]
     out.append("### Per table\n")
     for stage, dataset, metric, budget, members in family_tables(rows):
         out.append(f"#### {stage} · {dataset} · {metric_label(metric)} · budget {budget}\n")
-        out.append("| rank | method | budget | % params | knobs | seeds | mean ± 95% CI | Δ full | p vs full |")
-        out.append("|---|---|---|---|---|---|---|---|---|")
+        out.append(
+            "| rank | method | budget | % params | knobs | seeds | mean ± 95% CI | Δ full | p vs full | train time "
+            "| peak memory | trainable |"
+        )
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in members:
             paper = paper_setting(r)
             knobs = knobs_text(r.knobs) + (f" (paper: {knobs_text(paper[0])}, {paper[1]:g}%)" if paper else "")
             out.append(
                 f"| {r.rank or '-'} | {r.method} | {r.budget} | {num(r.pct, 3) if r.pct else '-'} | {knobs} | "
-                f"{r.seeds_label} | {cell_text(r)} | {num(r.diff_to_full)} | {num(r.p_vs_full)} |"
+                f"{r.seeds_label} | {cell_text(r)} | {num(r.diff_to_full)} | {num(r.p_vs_full)} | "
+                + " | ".join(cost_text(r))
+                + " |"
             )
         out.append(f"\nFamily: {len(members)} systems, {members[0].family_size} pairwise tests, Holm-corrected.\n")
     out.append("\n".join(f"- {line}" for line in PROCEDURES + list(notes)))

@@ -1,9 +1,12 @@
-"""Inline SVG plots with matplotlib: loss bands per method, metric against % trainable parameters."""
+"""Inline SVG plots with matplotlib: loss bands per method, the metric against each cost (% trainable
+parameters, training time, peak memory) with its Pareto frontier."""
 
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from .stability import Stability
 from .stats import Row
@@ -46,23 +49,42 @@ def loss_curves(items: list[Stability], title: str) -> str | None:
     return _svg(fig)
 
 
-def pareto(rows: list[Row], title: str) -> str | None:
-    """Metric against % trainable parameters (log scale), seed error bars, the frontier as a step line."""
-    points = [r for r in rows if r.values and r.pct and r.pct > 0]
+@dataclass(frozen=True)
+class Axis:
+    """A cost a Pareto plot puts on its x axis: the row's value (None: not plotted) and the axis label."""
+
+    label: str
+    value: Callable[[Row], float | None]
+    log: bool = True
+
+
+COST_AXES = (
+    Axis("% trainable parameters", lambda r: r.pct if r.pct and r.pct > 0 else None),
+    Axis("training time (s, mean over seeds)", lambda r: r.train_time or None),
+    Axis("peak memory (MB, mean over seeds)", lambda r: r.memory or None, log=False),
+)
+
+
+def pareto(rows: list[Row], title: str, axis: Axis = COST_AXES[0]) -> str | None:
+    """Metric against a cost (``axis``): seed error bars, the frontier (lower cost, higher metric) as a
+    step line. Peft's method_comparison plots time and memory without seeds; here each point has them."""
+    points = [(axis.value(r), r) for r in rows if r.values and not r.role.baseline]
+    points = [(x, r) for x, r in points if x is not None]
     if not points:
         return None
     fig, ax = _figure()
-    for row in points:
-        ax.errorbar(row.pct, row.mean, yerr=row.std or 0.0, fmt="o", capsize=3, label=f"{row.method} {row.budget}")
+    for x, row in points:
+        ax.errorbar(x, row.mean, yerr=row.std or 0.0, fmt="o", capsize=3, label=f"{row.method} {row.budget}")
     frontier, best = [], -math.inf
-    for row in sorted(points, key=lambda r: r.pct):
+    for x, row in sorted(points, key=lambda p: p[0]):
         if row.mean > best:
-            frontier.append(row)
+            frontier.append((x, row.mean))
             best = row.mean
-    ax.plot([r.pct for r in frontier], [r.mean for r in frontier], "k--", linewidth=1, label="Pareto frontier")
-    ax.set_xscale("log")
-    ax.set_xlabel("% trainable parameters (log)")
-    ax.set_ylabel(points[0].metric)
+    ax.plot([x for x, _ in frontier], [y for _, y in frontier], "k--", linewidth=1, label="Pareto frontier")
+    if axis.log:
+        ax.set_xscale("log")
+    ax.set_xlabel(axis.label + (" (log)" if axis.log else ""))
+    ax.set_ylabel(points[0][1].metric)
     ax.set_title(title)
     ax.legend(fontsize=7, ncol=2)
     return _svg(fig)

@@ -98,6 +98,7 @@ def _headline_views(rows: list[Row]) -> list[dict]:
                         "seeds": "-" if role.baseline else seeds,
                         "reference": role is not Role.PEFT,
                         "cells": [export.cell_text(by_dataset.get(d)) for d in datasets],
+                        "cost": export.cost_text(by_dataset.get(datasets[0]) or next(iter(by_dataset.values()))),
                     }
                     for method, budget, pct, seeds, role, by_dataset in lines
                 ],
@@ -184,13 +185,15 @@ def _index_page(
     unique = [r for r in rows if r.role is Role.PEFT or r.family_budget == export._first_budget(rows, r)]
     pareto = [
         (
-            f"{stage} · {dataset} · nDCG@10",
+            f"{stage} · {dataset} · nDCG@10 against {axis.label}",
             plots.pareto(
                 [r for r in unique if (r.stage, r.dataset, r.metric) == (stage, dataset, "ndcg@10")],
                 f"{stage} · {dataset}",
+                axis,
             ),
         )
         for stage, dataset in sorted({(r.stage, r.dataset) for r in rows})
+        for axis in plots.COST_AXES
     ]
     curves = [
         (f"{stage}: training loss", plots.loss_curves([s for s in items if s.stage == stage], stage))

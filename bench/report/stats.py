@@ -93,6 +93,16 @@ class Row:
     folders: list[str] = field(default_factory=list)  # per finished seed with per-query values
     queries: int | None = None  # the table's query set, once tested
     seed_variance: SeedVariance | None = None
+    peak_memory_mb: list[float] = field(default_factory=list)  # per finished seed: the process's peak (RSS or GPU)
+    trainable: int | None = None  # trainable parameters counted (the head included)
+
+    @property
+    def train_time(self) -> float | None:
+        return statistics.mean(self.train_s) if self.train_s else None
+
+    @property
+    def memory(self) -> float | None:
+        return statistics.mean(self.peak_memory_mb) if self.peak_memory_mb else None
 
     @property
     def mean(self) -> float:
@@ -230,6 +240,8 @@ def build_rows(
                     [c.result.times.get("train_s", 0.0) for c in done],
                     recorded=list(values),
                     folders=[str(c.directory) for c, _ in kept],
+                    peak_memory_mb=[m for m in (_peak_memory(c.result) for c in done) if m is not None],
+                    trainable=_trainable(done),
                 )
                 if missing and kept:
                     names = ", ".join(c.directory.name for c in missing)
@@ -401,3 +413,13 @@ def _beats(a: Row, b: Row) -> bool:
     """Significantly above, in the direction of the test's own difference on the table's queries."""
     p, test = a.adjusted.get(b.method), a.tests.get(b.method)
     return p is not None and p <= ALPHA and test is not None and test.difference > 0
+
+
+def _peak_memory(result) -> float | None:
+    """A cell's peak memory in MB: the GPU's where it ran on one, else the process's resident peak."""
+    return result.peak_gpu_memory_mb or result.peak_memory_mb
+
+
+def _trainable(done) -> int | None:
+    counts = [c.result.trainable + (c.result.head or 0) for c in done if c.result.trainable is not None]
+    return round(statistics.mean(counts)) if counts else None

@@ -52,3 +52,29 @@ def test_verify_reruns_a_sample_and_agrees_to_1e_6_and_catches_a_changed_number(
     (board / "results.jsonl").write_text("\n".join(tampered) + "\n")
     bad = bench("verify", board, "-k", "2", "--out", tmp_path / "v2", env_path=data)
     assert bad.returncode == 1 and "DISAGREEMENT" in bad.stdout and " NO" in bad.stdout
+
+
+def test_headline_markdown_from_records_alone_equals_the_stores_and_shows_the_cost(tmp_path):
+    grid = write_toy_suite(tmp_path, "grid", methods="bm25,lora,full", seeds=[1])
+    data = tmp_path / "data"
+    assert bench("run", "--suite", grid, "--out", tmp_path / "runs", env_path=data).returncode == 0
+    made = bench("report", "--suite", grid, "--runs", tmp_path / "runs", "--out", tmp_path / "pub", env_path=data)
+    assert made.returncode == 0, made.stderr[-2000:]
+    jsonl = tmp_path / "pub" / "grid" / "results.jsonl"
+    from_store = bench("report", "--suite", grid, "--runs", tmp_path / "runs", "--format", "md", env_path=data)
+    from_records = bench(
+        "report", "--suite", grid, "--runs", tmp_path / "none", "--include", jsonl, "--format", "md", env_path=data
+    )
+    assert from_store.returncode == 0 and from_records.returncode == 0, from_records.stderr[-2000:]
+    assert from_store.stdout == from_records.stdout and not (tmp_path / "none").exists()
+    assert from_store.stdout in (tmp_path / "pub" / "grid" / "leaderboard.md").read_text()
+    header, _, *lines = [line for line in from_store.stdout.splitlines() if line.startswith("|")]
+    assert header.endswith("| train time | peak memory | trainable |")
+    lora = json.loads(next(line for line in jsonl.read_text().splitlines() if '"method": "lora"' in line))
+    (row,) = [line for line in lines if line.startswith("| lora |")]
+    assert f"| {lora['trainable'] + lora['head']:,} |" in row and " MB |" in row
+    assert next(line for line in lines if line.startswith("| bm25 |")).endswith("| - | - | - |")
+    csv_header = (tmp_path / "pub" / "grid" / "leaderboard.csv").read_text().splitlines()[0]
+    assert csv_header.endswith(",train_s,peak_memory_mb,trainable")
+    page = (tmp_path / "pub" / "grid" / "index.html").read_text()
+    assert "against training time" in page and "against peak memory" in page
