@@ -101,6 +101,12 @@ def _report_command(args) -> int:
     return report_from_cli(args)
 
 
+def _publish_command(args) -> int:
+    from .runner import publish_from_cli
+
+    return publish_from_cli(args)
+
+
 def _export_command(args) -> int:
     from .export import export_from_cli
 
@@ -314,6 +320,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="merge the cells of another store's results.jsonl into this report (repeatable)",
     )
     rp.set_defaults(func=_report_command)
+
+    pb = _parser(sub, "publish", help="a board's report and README (commands, commit, machine, claims) to publish")
+    _grid_arguments(pb, store_flag="--runs")
+    pb.add_argument("--runs", default="runs", help="run store directory")
+    pb.add_argument("--out", default="reports/published", help="the folder of published boards")
+    pb.add_argument("--include", action="append", default=None, metavar="RESULTS.jsonl", help=argparse.SUPPRESS)
+    pb.add_argument(
+        "--command",
+        action="append",
+        default=None,
+        metavar="TEXT",
+        help="a command that made the store, for the README (repeatable; default: bench run --suite SUITE)",
+    )
+    pb.set_defaults(func=_publish_command)
 
     ex = _parser(
         sub, "export", help="a finished cell as a model others load (transformers, sentence-transformers, peft)"

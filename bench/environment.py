@@ -56,7 +56,20 @@ def device_name(device) -> str:
 
     if str(device).startswith("cuda"):
         return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"cpu:{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+    return f"cpu:{cpu_model()} x{torch.get_num_threads()} threads"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo) and architecture, e.g. ``Intel(R) Xeon(R) Gold 6338
+    (x86_64)``; the architecture alone where the model cannot be read."""
+    arch = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({arch})"
+    except OSError:
+        pass
+    return arch
 
 
 def peak_memory_mb(device) -> float:

@@ -436,6 +436,38 @@ def report_from_cli(args) -> int:
     return 0
 
 
+def publish_from_cli(args) -> int:
+    """``bench publish``: the report of a board's store (its leaderboards, site and records) under
+    ``--out/<suite>/`` plus a README: the commands, commit, machine, wall times, headline and claims."""
+    from .config import _locate
+    from .files import atomic_write_text
+    from .report.publish import board_readme
+    from .report.stats import build_rows
+    from .results import read_records
+
+    args.format = "site"
+    report_from_cli(args)
+    suite, cells, _ = resolve_grid(args, Path(args.runs))
+    folder = Path(args.out) / suite.name
+    loaded = read_records(folder / "results.jsonl")
+    rows = build_rows(loaded, expected=_expected(cells))
+    about = _leading_comment(_locate(args.suite or suite.name, None)[0])
+    readme = board_readme(suite.name, about, loaded, rows, list(args.command or []))
+    atomic_write_text(folder / "README.md", readme)
+    print(f"published: {folder} (README.md, index.html, leaderboard.csv / .md / .tex, results.jsonl)")
+    return 0
+
+
+def _leading_comment(text: str) -> str:
+    """The comment block a suite file starts with (what the board is), as prose."""
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    return " ".join(lines)
+
+
 def _print_headline(loaded, cells, name: str) -> int:
     """``bench report --format md``: the headline tables on stdout (the README's table is this rendering)."""
     from .errors import BenchError

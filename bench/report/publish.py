@@ -1,0 +1,167 @@
+"""A published board's README: how it was made (commands, commit, machine, wall time per cell and in
+total), its headline table, and what it finds on the IAA paper's claims, each answered by the board's own
+tests and intervals (nothing chosen by a test score: every claim is read the same way on any board)."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+
+from ..fmt import duration, metric_label, num
+from ..results import LoadedCell, Status
+from ..systems import Role
+from .export import PROCEDURES, headline_markdown
+from .stats import ALPHA, Row, metric_order
+
+IAA = ("iaa-s", "iaa-l", "iaa-m")
+
+
+def board_readme(title: str, about: str, cells: list[LoadedCell], rows: list[Row], commands: list[str]) -> str:
+    board = title
+    out = [f"# {title}\n", about.strip() + "\n"] if about.strip() else [f"# {title}\n"]
+    out += ["## How it was made\n", *_provenance(cells), ""]
+    out += ["Commands (run from the repository root; the store resumes, so a grid spans sittings):\n", "```"]
+    out += commands or [f"bench run --suite {board}"]
+    out += ["```\n", "Check it, or continue it on another machine:\n", "```"]
+    out += [
+        f"bench verify reports/published/{board}          # re-runs 2 cells, compares every metric (1e-6)",
+        f"bench run --suite {board} --resume-from reports/published/{board}/results.jsonl",
+        "```\n",
+    ]
+    out += ["## Wall time\n", *_wall_times(cells), ""]
+    out += ["## Headline\n", headline_markdown(rows), *[f"- {line}" for line in PROCEDURES], ""]
+    out += ["## The IAA paper's claims at this scale\n", *claims(rows), ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _provenance(cells: list[LoadedCell]) -> list[str]:
+    done = [c.result for c in cells if c.status is Status.DONE]
+    commits = Counter(r.git_commit or "unknown" for r in done)
+    devices = Counter(r.device or "unknown" for r in done)
+    versions = done[0].versions if done else {}
+    status = Counter(c.status.value for c in cells)
+    lines = [
+        "- code: " + ", ".join(f"commit {c} ({n} cells)" for c, n in commits.most_common()),
+        "- machine: " + ", ".join(f"{d} ({n} cells)" for d, n in devices.most_common()),
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if k in _SHOWN_VERSIONS),
+        "- cells: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items())),
+    ]
+    problems = [c for c in cells if c.status in (Status.FAILED, Status.DIVERGED)]
+    lines += [f"  - {c.result.method} seed {c.result.seed}: {c.status.value}: {c.result.error}" for c in problems]
+    return lines
+
+
+_SHOWN_VERSIONS = {"python", "torch", "transformers", "ranx", "bench", "peft-ir-bench", "accelerate", "numpy"}
+
+
+def _wall_times(cells: list[LoadedCell]) -> list[str]:
+    """Per method: cells, mean wall time of a cell and its training; the total over every cell (the search's
+    included: it is what the board cost)."""
+    by_method: dict[tuple, list] = {}
+    for cell in cells:
+        if cell.status is Status.DONE:
+            key = (cell.result.method, cell.result.phase or "grid")
+            by_method.setdefault(key, []).append(cell.result.times)
+    total = sum(t.get("total_s", 0.0) for times in by_method.values() for t in times)
+    lines = [
+        "| method | phase | cells | wall time per cell (mean) | training per cell (mean) |",
+        "|---|---|---|---|---|",
+    ]
+    for (method, phase), times in sorted(by_method.items()):
+        cell_s = statistics.mean(t.get("total_s", 0.0) for t in times)
+        train_s = statistics.mean(t.get("train_s", 0.0) for t in times)
+        lines.append(
+            f"| {method} | {phase} | {len(times)} | {duration(cell_s)} | {duration(train_s) if train_s else '-'} |"
+        )
+    return [
+        f"Total: {duration(total)} of cell wall time over {sum(map(len, by_method.values()))} finished cells.\n"
+    ] + lines
+
+
+def _verdict(difference: float | None, p: float | None, than: str) -> str:
+    if difference is None or p is None:
+        return "not tested"
+    if p < ALPHA:
+        return f"significantly {'above' if difference > 0 else 'below'} {than}"
+    return f"not distinguishable from {than}"
+
+
+def claims(rows: list[Row]) -> list[str]:
+    """Per table (stage, dataset, headline metric, budget) with PEFT rows: (1) is each PEFT method below full
+    fine-tuning, (2) is IAA-L at least Adapter, (3) are the IAA variants steadier over seeds."""
+    out = []
+    metric = {stage: metric_order({r.metric for r in rows if r.stage == stage})[0] for stage in {r.stage for r in rows}}
+    tables: dict[tuple, list[Row]] = {}
+    for row in rows:
+        if row.metric == metric[row.stage]:
+            tables.setdefault((row.stage, row.dataset, row.metric, row.family_budget), []).append(row)
+    for (stage, dataset, name, budget), members in sorted(tables.items()):
+        peft = {r.method: r for r in members if r.role is Role.PEFT and r.values}
+        if not peft:
+            continue
+        full = next((r for r in members if r.role is Role.REFERENCE and r.values), None)
+        out.append(f"### {stage} · {dataset} · {metric_label(name)} · budget {budget}\n")
+        out += _below_full(peft, full)
+        out += _iaa_l_vs_adapter(peft)
+        out += _steadier(peft)
+        out.append("")
+    return out or ["No table with trained PEFT methods yet."]
+
+
+def _below_full(peft: dict[str, Row], full: Row | None) -> list[str]:
+    if full is None:
+        return ["1. **PEFT below full fine-tuning?** No full fine-tuning row with results: not answered."]
+    verdicts = {m: _verdict(r.diff_to_full, r.p_vs_full, "full fine-tuning") for m, r in sorted(peft.items())}
+    below = [m for m, v in verdicts.items() if "below" in v]
+    above = [m for m, v in verdicts.items() if "above" in v]
+    lines = [
+        f"1. **PEFT methods below full fine-tuning?** Full fine-tuning {full.mean:.4f} ({full.seeds_label} seeds). "
+        f"{len(below)} of {len(verdicts)} PEFT methods significantly below it"
+        + (f" ({', '.join(below)})" if below else "")
+        + (f"; {len(above)} significantly above ({', '.join(above)})" if above else "")
+        + f"; the rest not distinguishable (Holm-corrected, α = {ALPHA}):"
+    ]
+    for method, verdict in verdicts.items():
+        r = peft[method]
+        lines.append(f"   - {method}: Δ {num(r.diff_to_full)}, p {num(r.p_vs_full)}: {verdict}")
+    return lines
+
+
+def _iaa_l_vs_adapter(peft: dict[str, Row]) -> list[str]:
+    iaa, adapter = peft.get("iaa-l"), peft.get("adapter")
+    if iaa is None or adapter is None:
+        return ["2. **IAA-L at least Adapter?** IAA-L or Adapter has no results here: not answered."]
+    test, p = iaa.tests.get("adapter"), iaa.adjusted.get("adapter")
+    verdict = _verdict(test.difference if test else None, p, "Adapter")
+    answer = "no" if "below" in verdict else ("yes, and above" if "above" in verdict else "not contradicted")
+    return [
+        f"2. **IAA-L at least Adapter?** {answer}: IAA-L {iaa.mean:.4f}, Adapter {adapter.mean:.4f}, "
+        f"Δ {num(test.difference if test else None)}, p {num(p)} (Holm): {verdict}."
+    ]
+
+
+def _steadier(peft: dict[str, Row]) -> list[str]:
+    """Seed standard deviations, and each IAA variant's seed variance against the other PEFT methods'
+    pooled one by a two-sided F-test (Snedecor's variance ratio; with 3 seeds it has little power)."""
+    from scipy import stats
+
+    spread = {m: r.std for m, r in peft.items() if r.std is not None}
+    iaa = [m for m in IAA if m in spread]
+    others = [m for m in spread if m not in IAA]
+    if not iaa or not others:
+        return ["3. **IAA variants steadier over seeds?** Too few methods with two or more seeds: not answered."]
+    df_others = sum(peft[m].seeds - 1 for m in others)
+    pooled = sum(spread[m] ** 2 * (peft[m].seeds - 1) for m in others) / df_others
+    lines = [
+        "3. **IAA variants steadier over seeds?** Seed standard deviation of each PEFT method's mean: "
+        + ", ".join(f"{m} {spread[m]:.4f}" for m in sorted(spread, key=spread.get))
+        + f"; the other PEFT methods pooled: {pooled**0.5:.4f} (df {df_others})."
+    ]
+    for method in iaa:
+        df = peft[method].seeds - 1
+        ratio = spread[method] ** 2 / pooled if pooled > 0 else float("inf")
+        p = 2 * min(stats.f.cdf(ratio, df, df_others), stats.f.sf(ratio, df, df_others))
+        word = "steadier" if ratio < 1 else "less steady"
+        shown = "significantly " + word if p < ALPHA else f"{word} in this sample, not significantly"
+        lines.append(f"   - {method}: variance ratio {ratio:.2f} against the pool, F-test p {min(p, 1.0):.3f}: {shown}")
+    return lines
