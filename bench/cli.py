@@ -325,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     _grid_arguments(pb, store_flag="--runs")
     pb.add_argument("--runs", default="runs", help="run store directory")
     pb.add_argument("--out", default="reports/published", help="the folder of published boards")
+    pb.add_argument(
+        "--as", dest="publish_as", default=None, metavar="NAME", help="the board's folder (default: the suite's name)"
+    )
     pb.add_argument("--include", action="append", default=None, metavar="RESULTS.jsonl", help=argparse.SUPPRESS)
     pb.add_argument(
         "--command",

@@ -422,7 +422,7 @@ def report_from_cli(args) -> int:
             loaded.append(cell)
     if markdown:
         return _print_headline(loaded, cells, name)
-    target = Path(args.out) / name
+    target = Path(args.out) / (getattr(args, "publish_as", None) or name)
     records = "".join(json.dumps(to_record(c), sort_keys=True) + "\n" for c in loaded)
     if getattr(args, "format", "site") == "jsonl":
         atomic_write_text(target / "results.jsonl", records)
@@ -430,7 +430,7 @@ def report_from_cli(args) -> int:
         return 0
     expected = _expected(cells) if cells is not None else None
     source = ", ".join([str(store.root)] * store.root.is_dir() + [str(p) for p in includes])
-    index = build(loaded, name, Path(args.out), source=source, expected=expected)
+    index = build(loaded, name, Path(args.out), source, expected, getattr(args, "publish_as", None))
     atomic_write_text(target / "results.jsonl", records)
     print(f"report: {index} (and leaderboard.csv / .md / .tex, results.jsonl beside it)")
     return 0
@@ -448,11 +448,11 @@ def publish_from_cli(args) -> int:
     args.format = "site"
     report_from_cli(args)
     suite, cells, _ = resolve_grid(args, Path(args.runs))
-    folder = Path(args.out) / suite.name
+    folder = Path(args.out) / (args.publish_as or suite.name)
     loaded = read_records(folder / "results.jsonl")
     rows = build_rows(loaded, expected=_expected(cells))
     about = _leading_comment(_locate(args.suite or suite.name, None)[0])
-    readme = board_readme(suite.name, about, loaded, rows, list(args.command or []))
+    readme = board_readme(folder.name, suite.name, about, loaded, rows, list(args.command or []))
     atomic_write_text(folder / "README.md", readme)
     print(f"published: {folder} (README.md, index.html, leaderboard.csv / .md / .tex, results.jsonl)")
     return 0

@@ -16,16 +16,18 @@ from .stats import ALPHA, Row, metric_order
 IAA = ("iaa-s", "iaa-l", "iaa-m")
 
 
-def board_readme(title: str, about: str, cells: list[LoadedCell], rows: list[Row], commands: list[str]) -> str:
-    board = title
-    out = [f"# {title}\n", about.strip() + "\n"] if about.strip() else [f"# {title}\n"]
+def board_readme(
+    board: str, suite: str, about: str, cells: list[LoadedCell], rows: list[Row], commands: list[str]
+) -> str:
+    """``board``: the published folder's name; ``suite``: the suite its cells belong to."""
+    out = [f"# {board}\n", about.strip() + "\n"] if about.strip() else [f"# {board}\n"]
     out += ["## How it was made\n", *_provenance(cells), ""]
     out += ["Commands (run from the repository root; the store resumes, so a grid spans sittings):\n", "```"]
-    out += commands or [f"bench run --suite {board}"]
+    out += commands or [f"bench run --suite {suite}"]
     out += ["```\n", "Check it, or continue it on another machine:\n", "```"]
     out += [
         f"bench verify reports/published/{board}          # re-runs 2 cells, compares every metric (1e-6)",
-        f"bench run --suite {board} --resume-from reports/published/{board}/results.jsonl",
+        f"bench run --suite {suite} --resume-from reports/published/{board}/results.jsonl",
         "```\n",
     ]
     out += ["## Wall time\n", *_wall_times(cells), ""]

@@ -134,9 +134,16 @@ def _environment():
     return jinja2.Environment(loader=jinja2.PackageLoader("bench.report", "templates"), autoescape=True)
 
 
-def build(cells: list[LoadedCell], suite: str, out: Path, source: str = "", expected: dict | None = None) -> Path:
-    """Leaderboard files and the static site of ``cells`` under ``out/<suite>/``; the path of index.html.
-    ``expected``: (stage, dataset, method, budget) -> the seeds the grid asks for."""
+def build(
+    cells: list[LoadedCell],
+    suite: str,
+    out: Path,
+    source: str = "",
+    expected: dict | None = None,
+    folder: str | None = None,
+) -> Path:
+    """Leaderboard files and the static site of ``cells`` under ``out/<folder or suite>/``; the path of
+    index.html. ``expected``: (stage, dataset, method, budget) -> the seeds the grid asks for."""
     if not cells:
         raise BenchError(
             f"suite {suite!r}: no cell has a result yet under {source or 'the run store'}: nothing to report"
@@ -151,7 +158,7 @@ def build(cells: list[LoadedCell], suite: str, out: Path, source: str = "", expe
             if kept
             else f"{stage}: {listed} not shown: their cutoff exceeds the candidate depth ({depth})"
         )
-    target = Path(out) / suite
+    target = Path(out) / (folder or suite)
     atomic_write_text(target / "leaderboard.csv", export.to_csv(rows))
     searches = search_views.selections(cells)
     search_notes = search_views.summary_lines(searches, cells)

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Both published boards on one GPU under their `cuda` profile, published as
+# reports/published/<board>-gpu/ (README, leaderboards, site, records). Sized for one H100/H200 within
+# one 10-minute command: the cells run WORKERS at a time on the card (each worker its share of its memory).
+#
+#   bash scripts/gpu-boards.sh [RUNS_DIR]        (env: WORKERS, default 8; BENCH_DATA_PATH as for any run)
+#
+# The store resumes: run it again after an interruption and only the missing cells run. CI never needs it.
+set -euo pipefail
+runs=${1:-runs-gpu}
+workers=${WORKERS:-8}
+if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
+  echo "gpu-boards: no NVIDIA GPU here (nvidia-smi finds none): run the CPU boards instead (reports/published/*/README.md)" >&2
+  exit 2
+fi
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+start=$(date +%s)
+for board in board-scifact-rerank board-scifact-dense; do
+  bench run --suite "$board" --device cuda --out "$runs" --workers "$workers" > "$runs-$board.log" 2>&1 &
+done
+status=0
+for job in $(jobs -p); do wait "$job" || status=$?; done
+elapsed=$(( $(date +%s) - start ))
+for board in board-scifact-rerank board-scifact-dense; do
+  bench publish --suite "$board" --device cuda --runs "$runs" --as "$board-gpu" \
+    --command "bash scripts/gpu-boards.sh $runs   # WORKERS=$workers, both boards at once on one $gpu, ${elapsed} s" \
+    || status=$?
+done
+echo "gpu-boards: both boards in ${elapsed} s on $gpu; published reports/published/board-scifact-*-gpu (exit $status)"
+exit $status
