@@ -32,6 +32,14 @@ def numbers(out):
     return found
 
 
+# Float rounding differs between CPUs (about 1e-6 here between two machines of this workplace). IAA's
+# aside bottlenecks start with a zero up-projection, so their down-projections get exactly zero gradients
+# until the up-projection moves; Adam's bias-corrected first update on such a parameter is a full-sized
+# step whatever the gradient's size, and a gradient that small takes its sign from the rounding: the
+# third update of rerank iaa-l, and its scores, moved 5e-4 between machines (its losses, 1e-5, did not).
+SCORE_TOLERANCE = {"rerank iaa-l": 2e-3}
+
+
 def test_toy_grid_numbers_are_pinned(tmp_path):
     write_beir(tmp_path / "data", "toy")
     done = bench("run", "--suite", GOLDEN / "numbers.yaml", "--out", tmp_path / "runs", env_path=tmp_path / "data")
@@ -45,4 +53,4 @@ def test_toy_grid_numbers_are_pinned(tmp_path):
     for key, values in pinned.items():
         assert now[key]["trainable"] == values["trainable"], key
         assert now[key]["losses"] == pytest.approx(values["losses"], abs=1e-5), key
-        assert now[key]["scores"] == pytest.approx(values["scores"], abs=1e-5), key
+        assert now[key]["scores"] == pytest.approx(values["scores"], abs=SCORE_TOLERANCE.get(key, 1e-5)), key
