@@ -15,6 +15,19 @@ def training_queries(train: Collection, rng: random.Random, max_queries: int | N
     return query_ids[:max_queries] if max_queries else query_ids
 
 
+def split_queries(train: Collection, seed: int, max_queries: int | None = None, dev_queries: int = 0):
+    """(dev, training) query ids: one seeded order of the judged queries, the first ``dev_queries`` held out
+    for the dev loss, then up to ``max_queries`` for training (drawn after the dev ones: max_queries leaves
+    them be)."""
+    judged = training_queries(train, random.Random(seed))
+    if dev_queries and dev_queries >= len(judged):
+        raise BenchError(
+            f"dev_queries {dev_queries}: the training data has {len(judged)} judged queries; hold out fewer"
+        )
+    rest = judged[dev_queries:]
+    return judged[:dev_queries], rest[:max_queries] if max_queries else rest
+
+
 def training_groups(
     train: Collection, candidates: dict, query_ids: list[str], group_size: int, rng: random.Random
 ) -> list[tuple[str, str, list[str]]]:
@@ -50,13 +63,7 @@ class EpochGroups:
         dev_queries: int = 0,
     ):
         self.train, self.candidates, self.group_size, self.seed = train, candidates, group_size, seed
-        judged = training_queries(train, random.Random(seed))
-        if dev_queries and dev_queries >= len(judged):
-            raise BenchError(
-                f"dev_queries {dev_queries}: the training data has {len(judged)} judged queries; hold out fewer"
-            )
-        self.dev_ids, rest = judged[:dev_queries], judged[dev_queries:]  # drawn first: max_queries leaves them be
-        self.query_ids = rest[:max_queries] if max_queries else rest
+        self.dev_ids, self.query_ids = split_queries(train, seed, max_queries, dev_queries)
         self._epoch, self._groups = -1, []
 
     def dev(self) -> FixedGroups:

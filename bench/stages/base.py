@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -32,7 +31,7 @@ from ..evaluate import evaluate_run
 from ..faults import FAULTS_ENV, forced
 from ..files import safe_name, write_json
 from ..firststage import candidates_for, write_trec_run
-from ..sampling import EpochGroups, RankShard, training_queries
+from ..sampling import EpochGroups, RankShard, split_queries
 from ..settings import EvalSettings, Settings, TrainSettings
 from ..systems import Role, role
 from ..train import EarlyStopping, make_accelerator, seed_everything, to_device, train
@@ -380,7 +379,7 @@ def run_cell(stage: Stage, cell, directory: Path, cache: Path) -> results.CellRe
             method = methods.get_method(cell.method)
             if method.token_sources:
                 train_coll, train_cands = _train_candidates(cell, cache)
-                chosen = training_queries(train_coll, random.Random(cell.seed), settings.max_queries)
+                _, chosen = split_queries(train_coll, cell.seed, settings.max_queries, settings.dev_queries)
                 token_ids = stage.token_rows(built, method.token_sources, train_coll, train_cands, chosen)
             extra = {"token_ids": token_ids} if token_ids is not None else {}
             record = methods.apply_towers(
