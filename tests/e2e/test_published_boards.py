@@ -2,12 +2,13 @@
 (`bench report --format md`), and each board folder holds what it promises and loads as records."""
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from bench.results import Status, read_records
-from helpers.cli import bench
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLISHED = ROOT / "reports" / "published"
@@ -17,17 +18,19 @@ BLOCK = re.compile(
 )
 
 
-def test_the_readmes_headline_table_is_the_rendering_of_the_committed_records(tmp_path):
+def test_the_readmes_headline_table_is_the_rendering_of_the_committed_records():
     blocks = list(BLOCK.finditer((ROOT / "README.md").read_text()))
     assert [b["board"] for b in blocks] == ["board-scifact-rerank"]
     block = blocks[0]
     records = PUBLISHED / block["board"] / "results.jsonl"
-    assert f"--include {records.relative_to(ROOT)}" in block["command"] and "--format md" in block["command"]
-    made = bench(
-        "report", "--suite", block["board"], "--runs", tmp_path / "none", "--include", records, "--format", "md"
+    command = block["command"].split()
+    assert command[:2] == ["bench", "report"] and command[-2:] == ["--format", "md"]
+    assert f"--include {records.relative_to(ROOT)}" in block["command"] and "--runs /dev/null" in block["command"]
+    made = subprocess.run(
+        [sys.executable, "-m", "bench.cli", *command[1:]], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
     assert made.returncode == 0, made.stderr[-2000:]
-    assert block["table"] == made.stdout
+    assert block["table"] == made.stdout  # python scripts/update-readme-board.py re-renders it
 
 
 @pytest.mark.parametrize("board", BOARDS)
