@@ -232,8 +232,11 @@ def retrieve(
     device,
     autocast=contextlib.nullcontext,
     desc: str = "dense",
+    doc_cache: dict | None = None,
 ) -> tuple[dict, dict]:
-    """Encode the corpus and the queries, search exactly the top ``settings.depth``, return (run, timings)."""
+    """Encode the corpus and the queries, search exactly the top ``settings.depth``, return (run, timings).
+    ``doc_cache``: the corpus vectors of earlier calls with the same model (a cell's validation and test
+    splits share their corpus: it is encoded once), keyed by the documents' ids and texts and the length."""
     doc_ids, query_ids = list(collection.corpus), list(collection.queries)
 
     def encode(side: str, texts: list[str], max_length: int):
@@ -242,7 +245,13 @@ def retrieve(
         )
 
     start = time.perf_counter()
-    doc_vectors = encode("doc", [collection.corpus[d] for d in doc_ids], settings.max_length)
+    key = (hash(tuple(collection.corpus.items())), settings.max_length, settings.batch_size)
+    cached = doc_cache.get(key) if doc_cache is not None else None
+    doc_vectors = (
+        cached if cached is not None else encode("doc", [collection.corpus[d] for d in doc_ids], settings.max_length)
+    )
+    if doc_cache is not None:
+        doc_cache[key] = doc_vectors
     encode_s = time.perf_counter() - start
     query_vectors = encode("query", [collection.queries[q] for q in query_ids], settings.query_max_length)
     search_start = time.perf_counter()
@@ -256,6 +265,7 @@ def retrieve(
         "encode_s": encode_s,
         "passages_per_s": len(doc_ids) / max(encode_s, 1e-9),
         "search_s": time.perf_counter() - search_start,
+        **({"corpus_encoded_earlier": True} if cached is not None else {}),
     }
 
 
@@ -351,6 +361,7 @@ class Dense(Stage):
         return contrastive_loss(settings.temperature, built.state.get("processes", 1) > 1)
 
     def score(self, built, collection, candidates, settings, device, autocast):
+        cache = built.state.setdefault("doc_vectors", {})  # the model no longer changes once scoring begins
         return retrieve(
-            built.model, built.tokenizer, collection, settings, device, autocast, desc=f"dense {collection.ref}"
+            built.model, built.tokenizer, collection, settings, device, autocast, f"dense {collection.ref}", cache
         )

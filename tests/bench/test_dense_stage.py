@@ -109,3 +109,28 @@ def test_document_side_runs_through_the_methods_modules(separate):
     assert record.pct == pytest.approx(single.pct)
     trained = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
     assert trained == ({"encoder", "doc_encoder"} if separate else {"encoder"})
+
+
+def test_a_corpus_shared_by_two_splits_is_encoded_once_and_retrieves_the_same(tmp_path):
+    from bench.data import load_beir_folder
+    from bench.models import load_tokenizer
+    from bench.stages.dense import DenseEval, retrieve
+    from helpers.data import write_beir
+
+    tokenizer = load_tokenizer("tiny-bert")
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
+    torch.manual_seed(0)
+    model = BiEncoder(BertModel(config), "mean", "cos").eval()
+    folder = write_beir(tmp_path)
+    test, train = load_beir_folder(folder, "test"), load_beir_folder(folder, "train")
+    settings = DenseEval(depth=3, batch_size=2, max_length=32, query_max_length=16)
+    cache = {}
+    first, timing_first = retrieve(model, tokenizer, train, settings, "cpu", doc_cache=cache)
+    second, timing_second = retrieve(model, tokenizer, test, settings, "cpu", doc_cache=cache)
+    assert (
+        len(cache) == 1 and timing_second.get("corpus_encoded_earlier") and "corpus_encoded_earlier" not in timing_first
+    )
+    assert second == retrieve(model, tokenizer, test, settings, "cpu")[0]  # the cached vectors are the same vectors
+    train.corpus["d1"] = train.corpus["d1"] + " changed"
+    retrieve(model, tokenizer, train, settings, "cpu", doc_cache=cache)
+    assert len(cache) == 2  # another corpus text: encoded afresh
