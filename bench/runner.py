@@ -3,6 +3,7 @@ through a launcher, summarise, print the leaderboard. The run store decides what
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -305,7 +306,7 @@ def verify_from_cli(args) -> int:
     records = folder / "results.jsonl" if folder.is_dir() else folder
     if not records.is_file():
         raise BenchError(f"{args.board}: no results.jsonl there (a published board folder, or a records file)")
-    cells = [c for c in results.read_records(records) if c.status is Status.DONE and c.result.phase != "search"]
+    cells = [c for c in results.read_records(records) if c.status is Status.DONE]
     chosen = _sample(cells, args.k, random.Random(args.seed))
     if not chosen:
         raise BenchError(f"{records}: no finished cell to verify")
@@ -313,6 +314,8 @@ def verify_from_cli(args) -> int:
     rows, agree = [], True
     for loaded in chosen:
         cell = Cell.from_json(loaded.result.config)
+        if loaded.result.metrics and cell.scoring != "all":  # a selected search cell, scored on the test data since
+            cell = dataclasses.replace(cell, scoring="all")
         check_inputs([cell])
         store = RunStore(out, cell.suite)
         print(f"verify: {cell.label} ({cell.id}) in {store.root}", flush=True)
@@ -320,9 +323,12 @@ def verify_from_cli(args) -> int:
         rerun = store.result(cell)
         if rerun is None or not rerun.done:
             raise BenchError(f"{cell.label}: the re-run did not finish ({rerun.error if rerun else 'no result'})")
-        for dataset, metrics in sorted(loaded.result.metrics.items()):
+        # a search cell publishes its validation metrics (and its test metrics once selected and scored)
+        compared = [(d, m, rerun.metrics) for d, m in sorted(loaded.result.metrics.items())]
+        compared += [(d, m, rerun.validation) for d, m in sorted(loaded.result.validation.items())]
+        for dataset, metrics, rerun_metrics in compared:
             for metric, published in sorted(metrics.items()):
-                again = rerun.metrics.get(dataset, {}).get(metric)
+                again = rerun_metrics.get(dataset, {}).get(metric)
                 same = again is not None and abs(again - published) <= args.tolerance
                 agree &= same
                 shown = "-" if again is None else f"{again:.6f}"

@@ -17,8 +17,12 @@ def count(config, name: str, knobs: dict, pooler: bool = True) -> tuple[int, int
     if key not in _COUNTS:
         from transformers import AutoModel
 
-        with torch.device("meta"):
-            model = AutoModel.from_config(config, **({} if pooler else {"add_pooling_layer": False}))
-        record = inject(model, name, knobs)
+        # initialising modules draws from the CPU generator even on the meta device: counting must leave it
+        # as it was, or a cell's weights would depend on whether an earlier cell in the process had already
+        # counted (cached) these knobs
+        with torch.random.fork_rng(devices=[]):
+            with torch.device("meta"):
+                model = AutoModel.from_config(config, **({} if pooler else {"add_pooling_layer": False}))
+            record = inject(model, name, knobs)
         _COUNTS[key] = (record.trainable, record.backbone)
     return _COUNTS[key]

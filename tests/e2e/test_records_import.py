@@ -115,3 +115,35 @@ def test_publish_writes_the_board_and_a_readme_answering_the_claims_from_its_tes
     assert "iaa-l: variance ratio" in claims and "F-test p" in claims
     for method in ("adapter", "iaa-l", "lora"):
         assert f"   - {method}: Δ " in claims
+
+
+def test_verify_reruns_search_cells_and_compares_their_validation_and_test_metrics(tmp_path):
+    from helpers.data import write_synthetic_beir
+
+    data = tmp_path / "data"
+    write_synthetic_beir(data)
+    grid = write_toy_suite(
+        tmp_path,
+        "searched",
+        methods="lora",
+        seeds=[1],
+        datasets=[{"train": "synth/train", "eval": ["synth/test"], "holdout": 0.25}],
+        search={"lr": [1.0e-3, 3.0e-3]},
+        train={"steps": 4, "batch_queries": 2, "group_size": 3, "max_length": 32},
+        eval={"depth": 5, "batch_size": 8, "max_length": 32},
+    )
+    assert bench("run", "--suite", grid, "--out", tmp_path / "runs", env_path=data).returncode == 0
+    made = bench("report", "--suite", grid, "--runs", tmp_path / "runs", "--out", tmp_path / "pub", env_path=data)
+    assert made.returncode == 0, made.stderr[-2000:]
+    board = tmp_path / "pub" / "searched"
+    phases = [json.loads(line)["phase"] for line in (board / "results.jsonl").read_text().splitlines()]
+    assert sorted(p for p in phases if p) == ["final", "search"]  # the winner, scored on the test data too
+    seen = set()
+    for seed in range(6):
+        ok = bench("verify", board, "-k", "1", "--seed", seed, "--out", tmp_path / f"v{seed}", env_path=data)
+        assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+        assert "synth/train~holdout:0.25:s0" in ok.stdout and "every metric agrees (1 cells" in ok.stdout
+        seen.add("test" if "synth/test" in ok.stdout else "validation only")
+        if len(seen) == 2:
+            break
+    assert seen == {"test", "validation only"}

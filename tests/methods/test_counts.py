@@ -113,3 +113,20 @@ def test_applying_twice_is_refused():
     methods.apply(model, "adapter", r=4)
     with pytest.raises(methods.MethodError, match="already has method"):
         methods.apply(model, "lora", r=4)
+
+
+def test_counting_leaves_the_random_generator_as_it_was():
+    """Counting builds and injects a meta-device model, whose module initialisers draw from the CPU generator;
+    a cell's weights must not depend on whether an earlier cell of the process had counted (cached) first."""
+    import torch
+    from transformers import BertConfig
+
+    from methods.count import count
+
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
+    for name, knobs in (("lora", {"r": 3}), ("adapter", {"r": 3}), ("iaa-l", {"r": 3, "ar": 2}), ("prefix", {"l": 2})):
+        torch.manual_seed(0)
+        expected = torch.rand(3)
+        torch.manual_seed(0)
+        count(config, name, knobs)
+        assert torch.equal(torch.rand(3), expected), name
