@@ -31,6 +31,7 @@ def board_readme(
         "```\n",
     ]
     out += ["## Wall time\n", *_wall_times(cells), ""]
+    out += ["## Search\n", *_search_table(cells), ""]
     out += ["## Headline\n", headline_markdown(rows), *[f"- {line}" for line in PROCEDURES], ""]
     out += ["## The IAA paper's claims at this scale\n", *claims(rows), ""]
     return "\n".join(out).rstrip() + "\n"
@@ -78,6 +79,39 @@ def _wall_times(cells: list[LoadedCell]) -> list[str]:
     return [
         f"Total: {duration(total)} of cell wall time over {sum(map(len, by_method.values()))} finished cells.\n"
     ] + lines
+
+
+def _search_table(cells: list[LoadedCell]) -> list[str]:
+    """Every searched configuration's validation score (the search cells' seed), and whether it was selected:
+    what the board's choices rest on (the test data never enter them)."""
+    searched = [c for c in cells if c.status is Status.DONE and c.result.validation and c.result.phase]
+    if not searched:
+        return ["No search cell has finished yet."]
+    chosen = {
+        (c.result.stage, c.result.method, c.result.budget): c.result.selection["chosen"].get("lr")
+        for c in cells
+        if c.result.selection and c.result.selection.get("chosen")
+    }
+    lines = [
+        "Each trained method's learning rate is chosen by its mean validation score over the search seeds "
+        "(`bench/search.py`); the chosen configuration's search cell is then scored on the test data "
+        "(selected: pending until every configuration of the method has its score).\n",
+        "| stage | method | budget | lr | seed | validation | metric | value | selected |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    ordered = sorted(searched, key=lambda c: (c.result.stage, c.result.method, c.result.budget, c.result.seed))
+    for cell in ordered:
+        r = cell.result
+        lr = (r.config.get("train") or {}).get("lr")
+        group = (r.stage, r.method, r.budget)
+        picked = "pending" if group not in chosen else ("yes" if chosen[group] == lr else "no")
+        for dataset, metrics in sorted(r.validation.items()):
+            metric = metric_order(set(metrics))[0]
+            lines.append(
+                f"| {r.stage} | {r.method} | {r.budget} | {lr:g} | {r.seed} | {dataset} | {metric_label(metric)} "
+                f"| {metrics[metric]:.4f} | {picked} |"
+            )
+    return lines
 
 
 def _verdict(difference: float | None, p: float | None, than: str) -> str:

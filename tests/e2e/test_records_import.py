@@ -109,6 +109,7 @@ def test_publish_writes_the_board_and_a_readme_answering_the_claims_from_its_tes
     assert md in readme and "nice -n 19 bench run --suite board" in readme
     assert "commit " in readme and "x86_64" in readme or "cpu:" in readme
     assert "| lora | grid | 2 |" in readme  # wall time per method
+    assert "## Search\n\nNo search cell has finished yet." in readme  # this grid searches nothing
     claims = readme[readme.index("## The IAA paper's claims") :]
     for question in ("PEFT methods below full fine-tuning?", "IAA-L at least Adapter?", "steadier over seeds?"):
         assert question in claims
@@ -138,6 +139,11 @@ def test_verify_reruns_search_cells_and_compares_their_validation_and_test_metri
     board = tmp_path / "pub" / "searched"
     phases = [json.loads(line)["phase"] for line in (board / "results.jsonl").read_text().splitlines()]
     assert sorted(p for p in phases if p) == ["final", "search"]  # the winner, scored on the test data too
+    published = bench("publish", "--suite", grid, "--runs", tmp_path / "runs", "--out", tmp_path / "p2", env_path=data)
+    assert published.returncode == 0, published.stderr[-2000:]
+    search = (tmp_path / "p2" / "searched" / "README.md").read_text().split("## Search")[1]
+    rows = [line for line in search.splitlines() if line.startswith("| rerank | lora |")]
+    assert len(rows) == 2 and sorted(row.rsplit("|", 2)[1].strip() for row in rows) == ["no", "yes"]
     seen = set()
     for seed in range(6):
         ok = bench("verify", board, "-k", "1", "--seed", seed, "--out", tmp_path / f"v{seed}", env_path=data)
