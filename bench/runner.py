@@ -69,15 +69,16 @@ def run_from_cli(args) -> int:
     retry = getattr(args, "retry_failed", False)
     if retry:
         os.environ[RETRY_ENV] = "1"
-    phases = [("search" if grid.searching else "cells", grid.first_phase)]
-    if grid.searching:
-        phases.append(("selected", lambda: grid.final_phase(store)))
+    phases = _phases(grid, store, args)
     cells: list[Cell] = []
     for name, phase_cells in phases:
         chosen = phase_cells()
         cells += chosen
+        todo = cells_to_run(chosen, store, retry_failed=retry)
+        if not todo:
+            continue
         try:
-            stopped = _launch(cells_to_run(chosen, store, retry_failed=retry), name, args, store)
+            stopped = _launch(todo, name, args, store)
         except DiskError:
             print(_counts_line(summarise(cells, store)[0]), file=sys.stderr)
             raise
@@ -107,6 +108,21 @@ def run_from_cli(args) -> int:
             print(f"unreadable: {cell.label} ({store.dir_for(cell).name}): left as it is", file=sys.stderr)
     unfinished = counts.get(Status.PENDING) or counts.get(Status.RUNNING) or counts.get(Status.UNREADABLE)
     return 1 if problems or unfinished else 0
+
+
+def _phases(grid, store: RunStore, args) -> list[tuple]:
+    """(name, cells) in run order. Cells run one at a time (the local launcher, one worker): the fixed cells,
+    then method after method its search and at once its selected configuration's seeds, so a grid cut short
+    has whole rows. Several at a time: every search cell first (they run in parallel), then the selected."""
+    if not grid.searching:
+        return [("cells", grid.first_phase)]
+    launcher = getattr(args, "launcher", "local") or "local"
+    if launcher == "local" and (getattr(args, "workers", 1) or 1) <= 1:
+        phases = [("cells", lambda: grid.fixed)]
+        for group in grid.groups:
+            phases += [("search", group.search_cells), ("selected", lambda group=group: group.final_cells(store))]
+        return phases
+    return [("search", grid.first_phase), ("selected", lambda: grid.final_phase(store))]
 
 
 def _launch(todo: list[Cell], phase: str, args, store: RunStore) -> int:

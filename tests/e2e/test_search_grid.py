@@ -85,3 +85,18 @@ def test_a_store_written_before_the_search_resumes_with_nothing_recomputed(tmp_p
     assert all(p.read_bytes() == content for p, content in before.items())  # nothing rewritten
     after = {p for p in (tmp_path / "runs").rglob("*") if p.is_file()}
     assert all("_cache" in p.parts for p in after - set(before))
+
+
+def test_one_worker_finishes_each_method_search_and_seeds_before_the_next_method(tmp_path):
+    write_synthetic_beir(tmp_path / "data", "synth")
+    suite = _suite(tmp_path, [3.0e-3, 1.0e-2])
+    raw = yaml.safe_load(suite.read_text())
+    raw["methods"] = ["bm25", "lora", "bitfit"]
+    suite.write_text(yaml.safe_dump(raw))
+    done = bench("run", "--suite", suite, "--out", tmp_path / "runs", env_path=tmp_path / "data")
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = {r["cell_id"]: r for r in _results(tmp_path / "runs" / "searched")}
+    log = (tmp_path / "runs" / "_claims" / "searched.jsonl").read_text().splitlines()
+    order = [results[e["cell"]]["method"] for e in map(json.loads, log) if e["event"] == "claim"]
+    # bm25; lora's two searched rates, its second seed, its winner scored on the test data; then bitfit's
+    assert order[0] == "bm25" and order[1:5] == ["lora"] * 4 and set(order[5:]) == {"bitfit"}
