@@ -3,7 +3,6 @@ through a launcher, summarise, print the leaderboard. The run store decides what
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -330,8 +329,6 @@ def verify_from_cli(args) -> int:
     rows, agree = [], True
     for loaded in chosen:
         cell = Cell.from_json(loaded.result.config)
-        if loaded.result.metrics and cell.scoring != "all":  # a selected search cell, scored on the test data since
-            cell = dataclasses.replace(cell, scoring="all")
         check_inputs([cell])
         store = RunStore(out, cell.suite)
         print(f"verify: {cell.label} ({cell.id}) in {store.root}", flush=True)

@@ -14,6 +14,7 @@ from .export import PROCEDURES, headline_markdown
 from .stats import ALPHA, Row, metric_order
 
 IAA = ("iaa-s", "iaa-l", "iaa-m")
+SHOWN_VERSIONS = {"python", "torch", "transformers", "ranx", "peft-ir-bench", "accelerate", "numpy"}
 
 
 def board_readme(
@@ -46,15 +47,12 @@ def _provenance(cells: list[LoadedCell]) -> list[str]:
     lines = [
         "- code: " + ", ".join(f"commit {c} ({n} cells)" for c, n in commits.most_common()),
         "- machine: " + ", ".join(f"{d} ({n} cells)" for d, n in devices.most_common()),
-        "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if k in _SHOWN_VERSIONS),
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if k in SHOWN_VERSIONS),
         "- cells: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items())),
     ]
     problems = [c for c in cells if c.status in (Status.FAILED, Status.DIVERGED)]
     lines += [f"  - {c.result.method} seed {c.result.seed}: {c.status.value}: {c.result.error}" for c in problems]
     return lines
-
-
-_SHOWN_VERSIONS = {"python", "torch", "transformers", "ranx", "bench", "peft-ir-bench", "accelerate", "numpy"}
 
 
 def _wall_times(cells: list[LoadedCell]) -> list[str]:
