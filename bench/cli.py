@@ -368,6 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("-k", type=positive_int, default=2, help="cells to re-run, spread over methods")
     vf.add_argument("--seed", type=int, default=0, help="which cells the sample takes")
     vf.add_argument("--tolerance", type=positive_float, default=1e-6, help="largest difference that agrees")
+    vf.add_argument(
+        "--same-machine",
+        action="store_true",
+        help="sample only cells recorded on this machine's CPU model and thread count (or GPU)",
+    )
     vf.add_argument("--out", default=None, help="the fresh store of the re-runs (default: a new temporary folder)")
     vf.set_defaults(func=_verify_command)
 

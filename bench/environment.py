@@ -56,7 +56,11 @@ def device_name(device) -> str:
 
     if str(device).startswith("cuda"):
         return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"cpu:{cpu_model()} x{torch.get_num_threads()} threads"
+    return cpu_device_name(torch.get_num_threads())
+
+
+def cpu_device_name(threads: int) -> str:
+    return f"cpu:{cpu_model()} x{threads} threads"
 
 
 def cpu_model() -> str:

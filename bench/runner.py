@@ -322,11 +322,18 @@ def verify_from_cli(args) -> int:
     if not records.is_file():
         raise BenchError(f"{args.board}: no results.jsonl there (a published board folder, or a records file)")
     cells = [c for c in results.read_records(records) if c.status is Status.DONE]
+    here = _this_machine(cells)
+    if args.same_machine:
+        cells = [c for c in cells if c.result.device == here]
+        if not cells:
+            raise BenchError(
+                f"{records}: no finished cell ran on this machine ({here}); drop --same-machine and give a --tolerance"
+            )
     chosen = _sample(cells, args.k, random.Random(args.seed))
     if not chosen:
         raise BenchError(f"{records}: no finished cell to verify")
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench-verify-"))
-    rows, agree = [], True
+    rows, agree, elsewhere = [], True, []
     for loaded in chosen:
         cell = Cell.from_json(loaded.result.config)
         check_inputs([cell])
@@ -336,6 +343,8 @@ def verify_from_cli(args) -> int:
         rerun = store.result(cell)
         if rerun is None or not rerun.done:
             raise BenchError(f"{cell.label}: the re-run did not finish ({rerun.error if rerun else 'no result'})")
+        if rerun.device != loaded.result.device:
+            elsewhere.append(f"{cell.label}: published on {loaded.result.device}, re-run on {rerun.device}")
         # a search cell publishes its validation metrics (and its test metrics once selected and scored)
         compared = [(d, m, rerun.metrics) for d, m in sorted(loaded.result.metrics.items())]
         compared += [(d, m, rerun.validation) for d, m in sorted(loaded.result.validation.items())]
@@ -347,8 +356,24 @@ def verify_from_cli(args) -> int:
                 shown = "-" if again is None else f"{again:.6f}"
                 rows.append([cell.label, dataset, metric, f"{published:.6f}", shown, "yes" if same else "NO"])
     print(render(["cell", "dataset", "metric", "published", "re-run", f"agree (within {args.tolerance:g})"], rows))
+    for line in elsewhere:  # rounding differs across CPU models and thread counts: 1e-6 holds on the same one
+        print(f"verify: {line} (another machine: 1e-6 holds on the same CPU model and threads; see --tolerance)")
     print(f"verify: {'every metric agrees' if agree else 'DISAGREEMENT'} ({len(chosen)} cells, re-run store {out})")
     return 0 if agree else 1
+
+
+def _this_machine(cells) -> str:
+    """The device a cell re-run here records: the card where the board ran on one and this machine has one,
+    else this CPU with every core (one local worker's threads, ``launchers._worker_env``)."""
+    import os
+
+    import torch
+
+    from .environment import cpu_device_name, device_name
+
+    if any((c.result.device or "").startswith("cuda") for c in cells) and torch.cuda.is_available():
+        return device_name("cuda")
+    return cpu_device_name(max(1, os.cpu_count() or 1))
 
 
 def _sample(cells, k: int, rng) -> list:

@@ -27,7 +27,7 @@ def board_readme(
     out += commands or [f"bench run --suite {suite}"]
     out += ["```\n", "Check it, or continue it on another machine:\n", "```"]
     out += [
-        f"bench verify reports/published/{board}          # re-runs 2 cells, compares every metric (1e-6)",
+        f"bench verify reports/published/{board} --same-machine   # re-runs 2 cells, compares every metric (1e-6)",
         f"bench run --suite {suite} --resume-from reports/published/{board}/results.jsonl",
         "```\n",
     ]

@@ -52,6 +52,35 @@ def test_verify_reruns_a_sample_and_agrees_to_1e_6_and_catches_a_changed_number(
     (board / "results.jsonl").write_text("\n".join(tampered) + "\n")
     bad = bench("verify", board, "-k", "2", "--out", tmp_path / "v2", env_path=data)
     assert bad.returncode == 1 and "DISAGREEMENT" in bad.stdout and " NO" in bad.stdout
+    assert "another machine" not in ok.stdout  # the cells ran here
+
+
+def test_verify_names_cells_from_another_machine_and_can_keep_to_this_ones(tmp_path):
+    grid = write_toy_suite(tmp_path, "grid", methods="bm25,lora,full", seeds=[1])
+    data = tmp_path / "data"
+    assert bench("run", "--suite", grid, "--out", tmp_path / "runs", env_path=data).returncode == 0
+    made = bench("report", "--suite", grid, "--runs", tmp_path / "runs", "--out", tmp_path / "pub", env_path=data)
+    assert made.returncode == 0, made.stderr[-2000:]
+    jsonl = tmp_path / "pub" / "grid" / "results.jsonl"
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    for record in records:
+        if record["method"] == "lora":
+            record["device"] = "cpu:Some Other CPU (x86_64) x2 threads"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in records))
+    named = bench("verify", jsonl, "-k", "2", "--out", tmp_path / "v1", env_path=data)
+    assert named.returncode == 0, named.stdout[-2000:] + named.stderr[-2000:]
+    elsewhere = "verify: rerank lora 2.0 s1: published on cpu:Some Other CPU (x86_64) x2 threads, re-run on cpu:"
+    assert elsewhere in named.stdout
+    assert named.stdout.count("another machine") == 1  # full ran here
+    here = bench("verify", jsonl, "-k", "2", "--same-machine", "--out", tmp_path / "v2", env_path=data)
+    assert here.returncode == 0, here.stdout[-2000:] + here.stderr[-2000:]
+    assert "rerank lora" not in here.stdout and "rerank full" in here.stdout and "another machine" not in here.stdout
+    for record in records:
+        record["device"] = "cuda:Some Card"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in records))
+    none = bench("verify", jsonl, "--same-machine", "--out", tmp_path / "v3", env_path=data)
+    assert none.returncode == 2 and "no finished cell ran on this machine" in none.stderr
+    assert len(none.stderr.strip().splitlines()) == 1 and not (tmp_path / "v3").exists()
 
 
 def test_headline_markdown_from_records_alone_equals_the_stores_and_shows_the_cost(tmp_path):
