@@ -174,28 +174,52 @@ def _iaa_l_vs_adapter(peft: dict[str, Row]) -> list[str]:
     ]
 
 
-def _steadier(peft: dict[str, Row]) -> list[str]:
-    """Seed standard deviations, and each IAA variant's seed variance against the other PEFT methods'
-    pooled one by a two-sided F-test (Snedecor's variance ratio; with 3 seeds it has little power)."""
+def pooled_variance(spread: dict[str, float], seeds: dict[str, int], methods: list[str]) -> tuple[float, int]:
+    """The seed variance pooled over ``methods`` (each weighted by its seeds - 1) and its degrees of freedom."""
+    df = sum(seeds[m] - 1 for m in methods)
+    return sum(spread[m] ** 2 * (seeds[m] - 1) for m in methods) / df, df
+
+
+def seed_variance_tests(spread: dict[str, float], seeds: dict[str, int], tested: list[str]) -> dict[str, tuple]:
+    """Each ``tested`` method's seed variance against the other methods' pooled one (pooled over
+    ``spread``'s untested methods, each weighted by its seeds - 1): (variance ratio, two-sided F-test p,
+    Holm-adjusted p over ``tested``). Snedecor's variance ratio test (normal seed means); Holm, 1979;
+    the family-wise rate is measured in tests/bench/test_significance.py."""
     from scipy import stats
 
+    from .significance import holm
+
+    pooled, df_others = pooled_variance(spread, seeds, [m for m in spread if m not in tested])
+    found = {}
+    for method in tested:
+        df = seeds[method] - 1
+        ratio = spread[method] ** 2 / pooled if pooled > 0 else (1.0 if spread[method] == 0 else float("inf"))
+        found[method] = (ratio, min(1.0, 2 * min(stats.f.cdf(ratio, df, df_others), stats.f.sf(ratio, df, df_others))))
+    adjusted = holm([p for _, p in found.values()]) if found else []
+    return {m: (ratio, p, q) for (m, (ratio, p)), q in zip(found.items(), adjusted, strict=True)}
+
+
+def _steadier(peft: dict[str, Row]) -> list[str]:
+    """Seed standard deviations, and each IAA variant's seed variance against the other PEFT methods'
+    pooled one (``seed_variance_tests``; with 3 seeds it has little power)."""
     spread = {m: r.std for m, r in peft.items() if r.std is not None}
     iaa = [m for m in IAA if m in spread]
     others = [m for m in spread if m not in IAA]
     if not iaa or not others:
         return ["3. **IAA variants steadier over seeds?** Too few methods with two or more seeds: not answered."]
-    df_others = sum(peft[m].seeds - 1 for m in others)
-    pooled = sum(spread[m] ** 2 * (peft[m].seeds - 1) for m in others) / df_others
+    seeds = {m: peft[m].seeds for m in spread}
+    pooled, df_others = pooled_variance(spread, seeds, others)
     lines = [
         "3. **IAA variants steadier over seeds?** Seed standard deviation of each PEFT method's mean: "
         + ", ".join(f"{m} {spread[m]:.4f}" for m in sorted(spread, key=spread.get))
-        + f"; the other PEFT methods pooled: {pooled**0.5:.4f} (df {df_others})."
+        + f"; the other PEFT methods pooled: {pooled**0.5:.4f} (df {df_others}). Each IAA variant's variance"
+        " against the pool, two-sided F-test, Holm-corrected over the IAA variants:"
     ]
-    for method in iaa:
-        df = peft[method].seeds - 1
-        ratio = spread[method] ** 2 / pooled if pooled > 0 else float("inf")
-        p = 2 * min(stats.f.cdf(ratio, df, df_others), stats.f.sf(ratio, df, df_others))
+    for method, (ratio, p, adjusted) in seed_variance_tests(spread, seeds, iaa).items():
         word = "steadier" if ratio < 1 else "less steady"
-        shown = "significantly " + word if p < ALPHA else f"{word} in this sample, not significantly"
-        lines.append(f"   - {method}: variance ratio {ratio:.2f} against the pool, F-test p {min(p, 1.0):.3f}: {shown}")
+        shown = "significantly " + word if adjusted < ALPHA else f"{word} in this sample, not significantly"
+        lines.append(
+            f"   - {method}: variance ratio {ratio:.2f} against the pool, F-test p {p:.3f}, "
+            f"Holm p {adjusted:.3f}: {shown}"
+        )
     return lines

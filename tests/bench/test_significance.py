@@ -82,3 +82,41 @@ def test_a_table_of_thirteen_systems_rarely_declares_any_trained_pair_different(
         rejected = multipletests(p, 0.05, method="holm")[0]
         flagged += any(r and systems[i][1] and systems[j][1] for r, (i, j) in zip(rejected, pairs))
     assert flagged / 400 <= 0.06, flagged / 400
+
+
+def seed_mean_spreads(rng, seed_sds, seeds):
+    """Each system's standard deviation over its seeds' mean nDCG (the README's seed spread)."""
+    difficulty = rng.normal(0, 1, QUERIES)
+    return [ndcg_like(rng, difficulty, seeds, sd).mean(1).std(ddof=1) for sd in seed_sds]
+
+
+def variance_rejections(iaa_sd, other_sd, seeds, replicates, seed):
+    """Three 'IAA' systems against seven others: per replicate, (any Holm-adjusted p <= 0.05, the first
+    system's raw p <= 0.05, the first system's Holm-adjusted p <= 0.05)."""
+    from bench.report.publish import seed_variance_tests
+
+    rng = np.random.default_rng(seed)
+    names = [f"iaa{i}" for i in range(3)] + [f"other{i}" for i in range(7)]
+    found = []
+    for _ in range(replicates):
+        spread = dict(zip(names, seed_mean_spreads(rng, [iaa_sd] * 3 + [other_sd] * 7, seeds), strict=True))
+        tests = seed_variance_tests(spread, dict.fromkeys(names, seeds), names[:3])
+        adjusted = [q for _, _, q in tests.values()]
+        found.append((min(adjusted) <= 0.05, tests["iaa0"][1] <= 0.05, tests["iaa0"][2] <= 0.05))
+    return np.mean(found, axis=0)
+
+
+def test_the_steadier_over_seeds_f_tests_hold_their_family_wise_rate_and_find_a_real_difference(monkeypatch):
+    """The board's third claim (publish.seed_variance_tests): 3 seeds per system, equal seed variances,
+    2,000 replicates (sd of a rate near 0.05: 0.005): one F-test rejects at its nominal rate on these
+    bounded, zero-heavy seed means, and Holm over the three keeps the family's rate at or under it. With 10
+    seeds and a seed sd 3x smaller for the IAA systems, the difference is found most of the time."""
+    import gc
+
+    # statsmodels' Holm runs gc.collect() on every call (0.16 s with torch loaded): skipped here, numbers alike
+    monkeypatch.setattr(gc, "collect", lambda *args: 0)
+    family, raw, _ = variance_rejections(EVEN, EVEN, 3, 2000, 21)
+    assert 0.03 <= raw <= 0.07, raw
+    assert family <= 0.06, family
+    _, _, found = variance_rejections(QUIET, NOISY, 10, 300, 22)
+    assert found >= 0.8, found
