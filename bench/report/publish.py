@@ -153,7 +153,8 @@ def _below_full(peft: dict[str, Row], full: Row | None) -> list[str]:
         f"{len(below)} of {len(verdicts)} PEFT methods significantly below it"
         + (f" ({', '.join(below)})" if below else "")
         + (f"; {len(above)} significantly above ({', '.join(above)})" if above else "")
-        + f"; the rest not distinguishable (Holm-corrected, α = {ALPHA}):"
+        + ("; the rest not distinguishable" if len(below) + len(above) < len(verdicts) else "")
+        + f" (Holm-corrected, α = {ALPHA}):"
     ]
     for method, verdict in verdicts.items():
         r = peft[method]
