@@ -78,8 +78,13 @@ def _worker_env(slot: int, workers: int, processes: int, alone: bool = False) ->
         per_card = math.ceil(workers * processes / gpus)
         env[SHARE_ENV] = "1.0" if alone or per_card <= 1 else f"{1.0 / per_card:.6f}"
     else:
-        env["BENCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // (workers * processes)))
+        env["BENCH_THREADS"] = str(cpu_threads(workers, processes))
     return env
+
+
+def cpu_threads(workers: int = 1, processes: int = 1) -> int:
+    """Each process's share of the CPU cores when ``workers`` x ``processes`` run at once."""
+    return max(1, (os.cpu_count() or 1) // (workers * processes))
 
 
 def _worker_command(cell_file: Path, out: Path, processes: int) -> list[str]:

@@ -322,8 +322,8 @@ def verify_from_cli(args) -> int:
     if not records.is_file():
         raise BenchError(f"{args.board}: no results.jsonl there (a published board folder, or a records file)")
     cells = [c for c in results.read_records(records) if c.status is Status.DONE]
-    here = _this_machine(cells)
     if args.same_machine:
+        here = _this_machine(cells)
         cells = [c for c in cells if c.result.device == here]
         if not cells:
             raise BenchError(
@@ -364,16 +364,15 @@ def verify_from_cli(args) -> int:
 
 def _this_machine(cells) -> str:
     """The device a cell re-run here records: the card where the board ran on one and this machine has one,
-    else this CPU with every core (one local worker's threads, ``launchers._worker_env``)."""
-    import os
-
+    else this CPU with one local worker's threads."""
     import torch
 
     from .environment import cpu_device_name, device_name
+    from .launchers import cpu_threads
 
     if any((c.result.device or "").startswith("cuda") for c in cells) and torch.cuda.is_available():
         return device_name("cuda")
-    return cpu_device_name(max(1, os.cpu_count() or 1))
+    return cpu_device_name(cpu_threads())
 
 
 def _sample(cells, k: int, rng) -> list:
