@@ -76,6 +76,7 @@ class SuiteModel(Settings):
     """The top-level keys of a suite (stage sections and stage-owned sections are checked beside it)."""
 
     name: str
+    note: str | None = None  # shown under the suite's leaderboards (bench run, bench report, the site)
     stage: list[str] = ["rerank"]
     model: str | None = None
     methods: Literal["all"] | list[str] = "all"

@@ -92,6 +92,8 @@ def run_from_cli(args) -> int:
     if grid.searching:
         print(_search_line(grid, store))
     print(leaderboard(build_rows(loaded, compare=False, expected=_expected(grid.grid_cells()))))
+    if suite.top.note:
+        print(f"note: {suite.top.note}")
     counts, problems = summarise(cells, store)
     print(_counts_line(counts))
     for cell, status, error in problems:
@@ -431,11 +433,11 @@ def report_from_cli(args) -> int:
     restricted = any(getattr(args, flag, None) is not None for flag in GRID_FLAGS)
     try:
         suite, cells, store = resolve_grid(args, Path(args.runs))
-        name = suite.name
+        name, note = suite.name, suite.top.note or ""
     except BenchError:  # not a suite here (a store from elsewhere, or only --include): its folder alone
         if restricted or not args.suite or not ((Path(args.runs) / args.suite).is_dir() or includes):
             raise
-        name, cells, store = args.suite, None, RunStore(Path(args.runs), args.suite)
+        name, note, cells, store = args.suite, "", None, RunStore(Path(args.runs), args.suite)
     if not store.root.is_dir() and not includes:
         raise BenchError(
             f"no run store for suite {name!r} under {store.out}: run `bench run --suite {args.suite or name}`"
@@ -473,7 +475,7 @@ def report_from_cli(args) -> int:
         return 0
     expected = _expected(cells) if cells is not None else None
     source = ", ".join([str(store.root)] * store.root.is_dir() + [str(p) for p in includes])
-    index = build(loaded, name, Path(args.out), source, expected, getattr(args, "publish_as", None))
+    index = build(loaded, name, Path(args.out), source, expected, getattr(args, "publish_as", None), note)
     atomic_write_text(target / "results.jsonl", records)
     print(f"report: {index} (and leaderboard.csv / .md / .tex, results.jsonl beside it)")
     return 0

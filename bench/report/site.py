@@ -141,9 +141,11 @@ def build(
     source: str = "",
     expected: dict | None = None,
     folder: str | None = None,
+    note: str = "",
 ) -> Path:
     """Leaderboard files and the static site of ``cells`` under ``out/<folder or suite>/``; the path of
-    index.html. ``expected``: (stage, dataset, method, budget) -> the seeds the grid asks for."""
+    index.html. ``expected``: (stage, dataset, method, budget) -> the seeds the grid asks for; ``note``:
+    the suite's note, shown under its leaderboards."""
     if not cells:
         raise BenchError(
             f"suite {suite!r}: no cell has a result yet under {source or 'the run store'}: nothing to report"
@@ -162,12 +164,12 @@ def build(
     atomic_write_text(target / "leaderboard.csv", export.to_csv(rows))
     searches = search_views.selections(cells)
     search_notes = search_views.summary_lines(searches, cells)
-    atomic_write_text(target / "leaderboard.md", export.to_markdown(rows, notes + search_notes))
+    atomic_write_text(target / "leaderboard.md", export.to_markdown(rows, [note] * bool(note) + notes + search_notes))
     atomic_write_text(target / "leaderboard.tex", export.to_latex(rows))
     env = _environment()
     for cell in cells:
         atomic_write_text(target / "cells" / f"{page_name(cell)}.html", _cell_page(env, suite, cell))
-    index = _index_page(env, suite, source, cells, rows, items, notes, searches, search_notes[len(searches) :])
+    index = _index_page(env, suite, source, cells, rows, items, notes, searches, search_notes[len(searches) :], note)
     atomic_write_text(target / "index.html", index)
     return target / "index.html"
 
@@ -182,6 +184,7 @@ def _index_page(
     notes: list[str],
     searches: list[dict],
     cost: list[str],
+    note: str = "",
 ) -> str:
     trained = [c for c in cells if c.status is Status.DONE and c.result.model]
     first = trained[0].result if trained else cells[0].result
@@ -215,6 +218,7 @@ def _index_page(
     ]
     return env.get_template("index.html").render(
         suite=suite,
+        note=note,
         runs=str(runs),
         rows=_view_rows(rows, cells),
         headline=_headline_views(rows),

@@ -145,3 +145,22 @@ def test_token_budget_steps_run_end_to_end_and_repeat(tmp_path):
         assert all(r["config"]["train"]["token_budget"] == 40 for r in results)
         outcomes.append([(r["metrics"], r["train"]["loss_last"]) for r in results])
     assert outcomes[0] == outcomes[1]
+
+
+def test_a_suite_note_is_shown_under_its_leaderboards_and_leaves_cells_alone(tmp_path):
+    note = "a dozen steps per method: this ranks nothing"
+    plain = write_toy_suite(tmp_path / "plain", "noted", methods="bm25,lora")
+    first = bench("run", "--suite", plain, "--out", tmp_path / "plain" / "runs", env_path=tmp_path / "plain" / "data")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "note:" not in first.stdout
+    noted = write_toy_suite(tmp_path, "noted", methods="bm25,lora", note=note)
+    out = tmp_path / "runs"
+    done = bench("run", "--suite", noted, "--out", out, env_path=tmp_path / "data")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.rstrip().splitlines()[-2] == f"note: {note}"  # right under the leaderboard
+    cell_ids = sorted(p.name for p in (out / "noted").iterdir() if p.is_dir())
+    assert cell_ids == sorted(p.name for p in (tmp_path / "plain" / "runs" / "noted").iterdir() if p.is_dir())
+    reported = bench("report", "--suite", noted, "--runs", out, "--out", tmp_path / "reports")
+    assert reported.returncode == 0, reported.stderr[-3000:]
+    assert f'<p class="note">{note}</p>' in (tmp_path / "reports" / "noted" / "index.html").read_text()
+    assert f"- {note}" in (tmp_path / "reports" / "noted" / "leaderboard.md").read_text()
