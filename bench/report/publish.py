@@ -33,6 +33,7 @@ def board_readme(
     ]
     out += ["## Wall time\n", *_wall_times(cells), ""]
     out += ["## Search\n", *_search_table(cells), ""]
+    out += ["## Seeds\n", *seed_table(cells), ""]
     out += ["## Headline\n", headline_markdown(rows), *[f"- {line}" for line in PROCEDURES], ""]
     out += ["## The IAA paper's claims at this scale\n", *claims(rows), ""]
     return "\n".join(out).rstrip() + "\n"
@@ -108,6 +109,34 @@ def _search_table(cells: list[LoadedCell]) -> list[str]:
             lines.append(
                 f"| {r.stage} | {r.method} | {r.budget} | {lr:g} | {r.seed} | {dataset} | {metric_label(metric)} "
                 f"| {metrics[metric]:.4f} | {picked} |"
+            )
+    return lines
+
+
+def seed_table(cells: list[LoadedCell]) -> list[str]:
+    """Every trained cell scored on the test data, one row per seed: its headline metric beside its training
+    loss at the start and at the end (the mean over the first and the last tenth of the steps), so that a seed
+    that never trained (a flat loss) or diverged is seen, not only its row's wider interval."""
+    scored = [c for c in cells if c.status is Status.DONE and c.losses and c.result.metrics]
+    if not scored:
+        return ["No trained cell has a test score yet."]
+    lines = [
+        "Each trained cell on the test data, per seed; training loss: the mean over the first and over the last "
+        "tenth of its steps.\n",
+        "| stage | method | budget | lr | seed | dataset | metric | value | training loss (start → end) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    ordered = sorted(scored, key=lambda c: (c.result.stage, c.result.method, str(c.result.budget), c.result.seed))
+    for cell in ordered:
+        r = cell.result
+        lr = (r.config.get("train") or {}).get("lr")
+        tenth = max(1, len(cell.losses) // 10)
+        start, end = statistics.fmean(cell.losses[:tenth]), statistics.fmean(cell.losses[-tenth:])
+        for dataset, metrics in sorted(r.metrics.items()):
+            metric = metric_order(set(metrics))[0]
+            lines.append(
+                f"| {r.stage} | {r.method} | {r.budget} | {'-' if lr is None else f'{lr:g}'} | {r.seed} | {dataset} "
+                f"| {metric_label(metric)} | {metrics[metric]:.4f} | {start:.3f} → {end:.3f} |"
             )
     return lines
 

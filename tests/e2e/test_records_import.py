@@ -139,6 +139,10 @@ def test_publish_writes_the_board_and_a_readme_answering_the_claims_from_its_tes
     assert "commit " in readme and "x86_64" in readme or "cpu:" in readme
     assert "| lora | grid | 2 |" in readme  # wall time per method
     assert "## Search\n\nNo search cell has finished yet." in readme  # this grid searches nothing
+    seeds = readme.split("## Seeds")[1].split("## Headline")[0]
+    for method in ("full", "adapter", "iaa-l", "lora"):  # every trained cell, per seed; bm25 trains nothing
+        assert sum(line.startswith(f"| rerank | {method} | native |") for line in seeds.splitlines()) == 2
+    assert "bm25" not in seeds and " → " in seeds
     claims = readme[readme.index("## The IAA paper's claims") :]
     for question in ("PEFT methods below full fine-tuning?", "IAA-L at least Adapter?", "steadier over seeds?"):
         assert question in claims
