@@ -164,6 +164,9 @@ def contrastive_loss(temperature: float, distributed: bool = False):
     return loss
 
 
+PLURAL = {"query": "queries", "doc": "docs"}
+
+
 @torch.inference_mode()
 def encode_texts(
     model: BiEncoder,
@@ -241,7 +244,15 @@ def retrieve(
 
     def encode(side: str, texts: list[str], max_length: int):
         return encode_texts(
-            model, side, tokenizer, texts, settings.batch_size, max_length, device, autocast, desc=f"{desc} {side}s"
+            model,
+            side,
+            tokenizer,
+            texts,
+            settings.batch_size,
+            max_length,
+            device,
+            autocast,
+            desc=f"{desc} {PLURAL[side]}",
         )
 
     start = time.perf_counter()
