@@ -80,6 +80,10 @@ def _wall_times(cells: list[LoadedCell]) -> list[str]:
     ] + lines
 
 
+def _lr(result) -> float | None:
+    return (result.config.get("train") or {}).get("lr")
+
+
 def _search_table(cells: list[LoadedCell]) -> list[str]:
     """Every searched configuration's validation score (the search cells' seed), and whether it was selected:
     what the board's choices rest on (the test data never enter them)."""
@@ -101,7 +105,7 @@ def _search_table(cells: list[LoadedCell]) -> list[str]:
     ordered = sorted(searched, key=lambda c: (c.result.stage, c.result.method, c.result.budget, c.result.seed))
     for cell in ordered:
         r = cell.result
-        lr = (r.config.get("train") or {}).get("lr")
+        lr = _lr(r)
         group = (r.stage, r.method, r.budget)
         picked = "pending" if group not in chosen else ("yes" if chosen[group] == lr else "no")
         for dataset, metrics in sorted(r.validation.items()):
@@ -116,7 +120,7 @@ def _search_table(cells: list[LoadedCell]) -> list[str]:
 def seed_table(cells: list[LoadedCell]) -> list[str]:
     """Every trained cell scored on the test data, one row per seed: its headline metric beside its training
     loss at the start and at the end (the mean over the first and the last tenth of the steps), so that a seed
-    that never trained (a flat loss) or diverged is seen, not only its row's wider interval."""
+    that never trained (a flat loss) is seen, not only its row's wider interval."""
     scored = [c for c in cells if c.status is Status.DONE and c.losses and c.result.metrics]
     if not scored:
         return ["No trained cell has a test score yet."]
@@ -129,7 +133,7 @@ def seed_table(cells: list[LoadedCell]) -> list[str]:
     ordered = sorted(scored, key=lambda c: (c.result.stage, c.result.method, str(c.result.budget), c.result.seed))
     for cell in ordered:
         r = cell.result
-        lr = (r.config.get("train") or {}).get("lr")
+        lr = _lr(r)
         tenth = max(1, len(cell.losses) // 10)
         start, end = statistics.fmean(cell.losses[:tenth]), statistics.fmean(cell.losses[-tenth:])
         for dataset, metrics in sorted(r.metrics.items()):

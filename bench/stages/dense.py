@@ -243,17 +243,8 @@ def retrieve(
     doc_ids, query_ids = list(collection.corpus), list(collection.queries)
 
     def encode(side: str, texts: list[str], max_length: int):
-        return encode_texts(
-            model,
-            side,
-            tokenizer,
-            texts,
-            settings.batch_size,
-            max_length,
-            device,
-            autocast,
-            desc=f"{desc} {PLURAL[side]}",
-        )
+        label = f"{desc} {PLURAL[side]}"
+        return encode_texts(model, side, tokenizer, texts, settings.batch_size, max_length, device, autocast, label)
 
     start = time.perf_counter()
     key = (hash(tuple(collection.corpus.items())), settings.max_length, settings.batch_size)
