@@ -174,7 +174,7 @@ def test_verify_reruns_search_cells_and_compares_their_validation_and_test_metri
     assert sorted(p for p in phases if p) == ["final", "search"]  # the winner, scored on the test data too
     published = bench("publish", "--suite", grid, "--runs", tmp_path / "runs", "--out", tmp_path / "p2", env_path=data)
     assert published.returncode == 0, published.stderr[-2000:]
-    search = (tmp_path / "p2" / "searched" / "README.md").read_text().split("## Search")[1]
+    search = (tmp_path / "p2" / "searched" / "README.md").read_text().split("## Search")[1].split("\n## ")[0]
     rows = [line for line in search.splitlines() if line.startswith("| rerank | lora |")]
     assert len(rows) == 2 and sorted(row.rsplit("|", 2)[1].strip() for row in rows) == ["no", "yes"]
     seen = set()
