@@ -46,14 +46,18 @@ def _provenance(cells: list[LoadedCell]) -> list[str]:
     versions = done[0].versions if done else {}
     status = Counter(c.status.value for c in cells)
     lines = [
-        "- code: " + ", ".join(f"commit {c} ({n} cells)" for c, n in commits.most_common()),
-        "- machine: " + ", ".join(f"{d} ({n} cells)" for d, n in devices.most_common()),
+        "- code: " + ", ".join(f"commit {c} ({_cell_count(n)})" for c, n in commits.most_common()),
+        "- machine: " + ", ".join(f"{d} ({_cell_count(n)})" for d, n in devices.most_common()),
         "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if k in SHOWN_VERSIONS),
         "- cells: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items())),
     ]
     problems = [c for c in cells if c.status in (Status.FAILED, Status.DIVERGED)]
     lines += [f"  - {c.result.method} seed {c.result.seed}: {c.status.value}: {c.result.error}" for c in problems]
     return lines
+
+
+def _cell_count(n: int) -> str:
+    return f"{n} cell" if n == 1 else f"{n} cells"
 
 
 def _wall_times(cells: list[LoadedCell]) -> list[str]:
