@@ -28,7 +28,12 @@ def seed_everything(seed: int) -> None:
 
 def make_accelerator(mixed_precision: str = "no"):
     from accelerate import Accelerator, DistributedDataParallelKwargs
+    from accelerate.state import AcceleratorState
 
+    # accelerate keeps one process-wide state and refuses a second precision in it (perf's ablations,
+    # a worker running cells of different precisions): start a fresh state when the precision changes
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=True)
     # some backbone tensors never reach the loss (BERT's pooler under full fine-tuning): DDP must know
     unused = DistributedDataParallelKwargs(find_unused_parameters=True)
     return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mixed_precision, kwargs_handlers=[unused])

@@ -32,8 +32,9 @@ def test_perf_writes_training_evaluation_and_peak_figures(tmp_path):
         "--eval-batch",
         "4",
         "--skip-grid",
+        # bf16: the training ablation then times autocast off too, a second precision in one process
         "--precision",
-        "no",
+        "bf16",
         "--out",
         str(out),
     )
@@ -56,6 +57,8 @@ def test_perf_writes_training_evaluation_and_peak_figures(tmp_path):
         "sdpa_attention",
         "training",
     }
+    assert {"bf16_autocast", "fused_adamw_full"} <= set(report["ablations"]["training"])
+    assert all(row["speedup"] > 0 for row in report["ablations"]["training"].values())
     assert report["caches"]["candidates"]["cached_s"] < report["caches"]["candidates"]["computed_s"]
     assert "ratio" in done.stdout and "pairs/s" in done.stdout
 
