@@ -90,19 +90,19 @@ def _list_command(args) -> int:
 
 
 def _run_command(args) -> int:
-    from .runner import run_from_cli
+    from .commands.run import run_from_cli
 
     return run_from_cli(args)
 
 
 def _report_command(args) -> int:
-    from .runner import report_from_cli
+    from .commands.report import report_from_cli
 
     return report_from_cli(args)
 
 
 def _publish_command(args) -> int:
-    from .runner import publish_from_cli
+    from .commands.report import publish_from_cli
 
     return publish_from_cli(args)
 
@@ -114,31 +114,31 @@ def _export_command(args) -> int:
 
 
 def _migrate_command(args) -> int:
-    from .runner import migrate_from_cli
+    from .commands.records import migrate_from_cli
 
     return migrate_from_cli(args)
 
 
 def _verify_command(args) -> int:
-    from .runner import verify_from_cli
+    from .commands.records import verify_from_cli
 
     return verify_from_cli(args)
 
 
 def _import_command(args) -> int:
-    from .runner import import_from_cli
+    from .commands.records import import_from_cli
 
     return import_from_cli(args)
 
 
 def _recompute_command(args) -> int:
-    from .runner import recompute_from_cli
+    from .commands.records import recompute_from_cli
 
     return recompute_from_cli(args)
 
 
 def _status_command(args) -> int:
-    from .runner import status_from_cli
+    from .commands.status import status_from_cli
 
     return status_from_cli(args)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 
 def measure_grid_overhead(suite: str = "smoke") -> dict:
+    from ..commands.run import run_from_cli
     from ..results import scan
-    from ..runner import run_from_cli
 
     with tempfile.TemporaryDirectory() as out:
         args = argparse.Namespace(suite=suite, out=out)
