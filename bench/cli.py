@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 from .errors import BenchError
@@ -398,6 +399,17 @@ def _fail(message: str) -> int:
     return 2
 
 
+def exit_on_sigterm(signum=None, frame=None):
+    """SIGTERM outside a command's work (parsing its flags is inside; tearing torch down after the command
+    returned is outside): nothing is half-done, so end at once with the shell's 128 + 15."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(143)
+
+
 def on_sigterm(signum=None, frame=None):
     """SIGTERM (a scheduler's warning before it kills) takes the same clean path as Ctrl-C: the cell at work
     stops, its claim is released, the store stays resumable."""
@@ -407,11 +419,9 @@ def on_sigterm(signum=None, frame=None):
 
 
 def main(argv=None) -> int:
-    import signal
-
-    args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, on_sigterm)
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except KeyboardInterrupt as exc:
         name = getattr(exc, "signal_name", "SIGINT")
@@ -429,7 +439,15 @@ def main(argv=None) -> int:
         if isinstance(exc, MethodError):
             return _fail(str(exc))
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def program() -> None:
+    """The ``bench`` executable: a SIGTERM before or after the command's work also ends in 143."""
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
+    sys.exit(main())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    program()

@@ -148,7 +148,7 @@ def test_chaos_kills_and_restarts_change_no_number(grid, tmp_path):
     final = bench("run", "--suite", grid, "--out", out, env_path=tmp_path / "data")
     assert final.returncode == 0, final.stderr[-2000:]
     assert kills, "the driver killed nothing"
-    assert all(code == 143 for how, code in kills if how == signal.SIGTERM)  # the clean path
+    assert all(code == 143 for how, code in kills if how == signal.SIGTERM), kills  # the clean path
     log = events(out)
     assert_one_owner_at_a_time(log)
     ends = [e["cell"] for e in log if e["event"].startswith("end:")]
@@ -212,6 +212,23 @@ def test_a_full_disk_is_one_line_leaves_nothing_half_written_and_resumes(grid, t
     again = bench("run", "--suite", grid, "--out", out, "--seeds", "1", env_path=data)
     assert again.returncode == 0, again.stderr[-2000:]
     assert len(results(out)) == 5 and all(r["status"] in ("done", "not_applicable") for r in results(out).values())
+
+
+def test_sigterm_after_the_command_returned_still_ends_in_143(tmp_path):
+    """The window the chaos driver can hit: the command is done and the interpreter is tearing torch down.
+    The executable's handler ends at once with 143; main() hands back the handler it found."""
+    script = (
+        "import os, signal, sys, time\n"
+        "from bench import cli\n"
+        "signal.signal(signal.SIGTERM, cli.exit_on_sigterm)\n"
+        "code = cli.main(['list'])\n"
+        "assert code == 0 and signal.getsignal(signal.SIGTERM) is cli.exit_on_sigterm\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(30)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env_for(tmp_path), timeout=120)
+    assert done.returncode == 143, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
 
 
 def test_sigterm_ends_the_cell_cleanly_and_says_how_to_resume(tmp_path):
