@@ -226,7 +226,9 @@ def test_sigterm_after_the_command_returned_still_ends_in_143(tmp_path):
         "os.kill(os.getpid(), signal.SIGTERM)\n"
         "time.sleep(30)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env_for(tmp_path), timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env_for(tmp_path), timeout=120
+    )
     assert done.returncode == 143, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
 
