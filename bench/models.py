@@ -44,9 +44,8 @@ def model_cache() -> Path:
 def write_dequantized(model, folder: Path) -> None:
     """Write a GGUF-loaded model (its tensors already dequantized to float32) as a plain transformers
     folder. transformers 5 refuses save_pretrained on a model it loaded from GGUF, so the config drops
-    its quantization_config and the weights go through safetensors directly; save_model keeps one copy
-    of the tied embedding, as save_pretrained would."""
-    from safetensors.torch import save_model
+    its quantization_config and the weights go through safetensors directly."""
+    from safetensors.torch import save_file
 
     config = model.config
     if hasattr(config, "quantization_config"):
@@ -54,7 +53,25 @@ def write_dequantized(model, folder: Path) -> None:
     config.save_pretrained(folder)
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.save_pretrained(folder)
-    save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    save_file(_untied_state(model), str(folder / "model.safetensors"), metadata={"format": "pt"})
+
+
+def _untied_state(model) -> dict:
+    """The state dict with one copy of each tied tensor, under the name save_pretrained keeps (the tied
+    source, e.g. the input embedding): transformers 4.57 fills only the source on load and would leave
+    the embedding on the meta device if the file held the head's name instead."""
+    state = model.state_dict()
+    tied = getattr(model, "_tied_weights_keys", None) or ()
+    for name in list(tied):  # a list in transformers 4, a {tied: source} dict in 5
+        tensor = state.get(name)
+        shared = tensor is not None and any(
+            other is not tensor and other.data_ptr() == tensor.data_ptr()
+            for key, other in state.items()
+            if key != name
+        )
+        if shared:
+            del state[name]
+    return {key: tensor.contiguous() for key, tensor in state.items()}
 
 
 def _smollm2_path() -> str:
