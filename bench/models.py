@@ -65,9 +65,7 @@ def _untied_state(model) -> dict:
     for name in list(tied):  # a list in transformers 4, a {tied: source} dict in 5
         tensor = state.get(name)
         shared = tensor is not None and any(
-            other is not tensor and other.data_ptr() == tensor.data_ptr()
-            for key, other in state.items()
-            if key != name
+            other is not tensor and other.data_ptr() == tensor.data_ptr() for key, other in state.items() if key != name
         )
         if shared:
             del state[name]
