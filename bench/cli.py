@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 
 from .errors import BenchError
 from .flags import GRID_FLAGS
+from .interrupts import restore_sigterm, sigterm_exits, sigterm_interrupts
 
 
 def _methods_command(args) -> int:
@@ -399,27 +399,8 @@ def _fail(message: str) -> int:
     return 2
 
 
-def exit_on_sigterm(signum=None, frame=None):
-    """SIGTERM outside a command's work (parsing its flags is inside; tearing torch down after the command
-    returned is outside): nothing is half-done, so end at once with the shell's 128 + 15."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(143)
-
-
-def on_sigterm(signum=None, frame=None):
-    """SIGTERM (a scheduler's warning before it kills) takes the same clean path as Ctrl-C: the cell at work
-    stops, its claim is released, the store stays resumable."""
-    interrupt = KeyboardInterrupt()
-    interrupt.signal_name = "SIGTERM"
-    raise interrupt
-
-
 def main(argv=None) -> int:
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    previous = sigterm_interrupts()
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
@@ -440,12 +421,12 @@ def main(argv=None) -> int:
             return _fail(str(exc))
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        restore_sigterm(previous)
 
 
 def program() -> None:
     """The ``bench`` executable: a SIGTERM before or after the command's work also ends in 143."""
-    signal.signal(signal.SIGTERM, exit_on_sigterm)
+    sigterm_exits()
     sys.exit(main())
 
 

@@ -219,10 +219,10 @@ def test_sigterm_after_the_command_returned_still_ends_in_143(tmp_path):
     The executable's handler ends at once with 143; main() hands back the handler it found."""
     script = (
         "import os, signal, sys, time\n"
-        "from bench import cli\n"
-        "signal.signal(signal.SIGTERM, cli.exit_on_sigterm)\n"
+        "from bench import cli, interrupts\n"
+        "interrupts.sigterm_exits()\n"
         "code = cli.main(['list'])\n"
-        "assert code == 0 and signal.getsignal(signal.SIGTERM) is cli.exit_on_sigterm\n"
+        "assert code == 0 and signal.getsignal(signal.SIGTERM) is interrupts.exit_on_sigterm\n"
         "os.kill(os.getpid(), signal.SIGTERM)\n"
         "time.sleep(30)\n"
     )
