@@ -29,10 +29,15 @@ class Status(str, Enum):
     RUNNING = "running"
     PENDING = "pending"
     UNREADABLE = "unreadable"  # a result this version cannot read (a newer schema, a broken file): never cleared
+    COLLAPSED = "collapsed"  # trained to the end (or its early stop) at chance: bench/collapse.py
 
     @property
     def finished(self) -> bool:  # never recomputed
-        return self in (Status.DONE, Status.NOT_APPLICABLE)
+        return self in (Status.DONE, Status.NOT_APPLICABLE, Status.COLLAPSED)
+
+    @property
+    def scored(self) -> bool:  # has validation (and, once selected, test) scores
+        return self in (Status.DONE, Status.COLLAPSED)
 
     @property
     def retryable(self) -> bool:  # recomputed only when asked (--retry-failed)
@@ -98,6 +103,10 @@ class CellResult:
     @property
     def done(self) -> bool:
         return self.status is Status.DONE
+
+    @property
+    def scored(self) -> bool:
+        return self.status.scored
 
 
 def for_cell(cell, status: Status, **fields) -> CellResult:

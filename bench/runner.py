@@ -83,11 +83,12 @@ def cells_to_run(cells: list[Cell], store: RunStore, retry_failed: bool = False)
 
 
 def needs_test_scoring(cell: Cell, store: RunStore) -> bool:
-    """A selected configuration's search cell: done on validation, its test scoring still to come."""
+    """A selected configuration's search cell: scored on validation (collapsed ones too), its test scoring
+    still to come."""
     if cell.scoring != "all":
         return False
     result = store.result(cell)
-    return result is not None and result.done and result.phase == "search"
+    return result is not None and result.scored and result.phase == "search"
 
 
 def reported_cells(grid, store: RunStore) -> list[Cell]:

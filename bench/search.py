@@ -88,7 +88,7 @@ class Group:
             seeds = out.setdefault(label(config), {})
             for cell in self.searched_cells(config):
                 result = store.result(cell)
-                if result is None or not result.done:
+                if result is None or not result.scored:  # a collapsed cell counts with its validation score
                     continue
                 value = (result.validation.get(cell.datasets.get("validation")) or {}).get(self.metric)
                 if value is not None:

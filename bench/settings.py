@@ -88,6 +88,9 @@ class TrainSettings(Settings):
     weight_decay: Float = setting(0.01, ge=0.0)
     grad_clip: PositiveFloat | None = setting(1.0)
     lr: PositiveFloat | LrMap = setting({"default": 1e-3, "full": 3e-5})
+    # on: a run at chance at the collapse checkpoint stops there (bench/collapse.py; collapsed either way);
+    # its id_default is on, so cells run before the rule keep their ids (no trained cell of the boards stops)
+    stop_collapsed: StrictBool = setting(True)
 
     @model_validator(mode="before")
     @classmethod

@@ -102,12 +102,18 @@ def train(
     fused: bool = True,
     schedule: str = "linear",
     early_stopping: EarlyStopping | None = None,
+    chance: float | None = None,
+    stop_collapsed: bool = True,
 ) -> dict:
     """Run ``steps`` steps over ``batches`` (a callable step -> batch, or -> a list of batches: one update
-    each, as the Q-PEFT authors' mini-batches) and return stats."""
+    each, as the Q-PEFT authors' mini-batches) and return stats. ``chance``: the loss at chance, by which
+    the run is judged collapsed or not; with ``stop_collapsed``, a run still at it at the collapse checkpoint
+    stops there (``bench.collapse``)."""
     from transformers import get_constant_schedule, get_linear_schedule_with_warmup
 
     from methods.decay import decayed
+
+    from . import collapse
 
     params = [p for p in model.parameters() if p.requires_grad]
     head_ids = {id(p) for p in head_params} if head_lr else set()
@@ -137,6 +143,8 @@ def train(
     model.train()
     losses, start = [], time.perf_counter()
     best = _Best(params)
+    checkpoint = collapse.checkpoint_step(steps) if chance is not None and stop_collapsed else None
+    stopped_collapsed = False
     if not accelerator.is_main_process:  # other data-parallel ranks train alongside and log nothing
         log_path = Path(os.devnull)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,6 +165,9 @@ def train(
                 best.update(_dev_loss(model, early_stopping), (step + 1) // early_stopping.steps_per_epoch)
                 if best.stale >= early_stopping.patience:
                     break
+            if step + 1 == checkpoint and collapse.at_chance([e["loss"] for e in losses], chance, steps):
+                stopped_collapsed = True  # every rank logs the same reduced loss: all stop together
+                break
     if tmp != log_path:
         tmp.replace(log_path)
     model.eval()
@@ -169,6 +180,11 @@ def train(
     }
     if len(values) != step + 1:
         stats["updates"] = len(values)
+    if chance is not None:
+        stats["chance_loss"] = chance
+        stats["collapsed"] = stopped_collapsed or collapse.at_chance(values, chance, steps)
+        if stopped_collapsed:
+            stats["stopped_collapsed_at"] = step + 1
     if early_stopping:
         best.restore()
         stats.update(dev_losses=best.losses, best_epoch=best.epoch, epochs_run=len(best.losses))

@@ -81,7 +81,7 @@ def _run_claimed(stage, cell: Cell, directory: Path, cache: Path, held, reraise_
     if isinstance(found, results.Unreadable):
         return Status.UNREADABLE, f"{found.path} is {found.reason}: left as it is; {found.fix}", "skip"
     if found is not None:
-        if cell.scoring == "all" and found.done and found.phase == "search":
+        if cell.scoring == "all" and found.scored and found.phase == "search":
             if (directory / "trainable").is_dir():
                 status, error = _score_selected(cell, directory, cache, found, held, reraise_user_errors)
                 return status, error, f"scored:{status.value}"

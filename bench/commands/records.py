@@ -32,8 +32,30 @@ def import_records(paths: list[Path], store: RunStore) -> dict:
         if not Path(path).is_file():
             raise BenchError(f"{path}: no such records file (a results.jsonl written by bench report)")
         for loaded in results.read_records(Path(path)):
-            counts[store.import_record(loaded, str(path))] += 1
+            counts[store.import_record(judged(loaded), str(path))] += 1
     return counts
+
+
+def judged(loaded: results.LoadedCell) -> results.LoadedCell:
+    """A record written before the collapse rule: a trained cell recorded done whose last tenth of losses
+    sits at chance is recorded collapsed (the rule of bench/collapse.py, on its logged losses)."""
+    import dataclasses
+
+    from .. import collapse
+    from ..stages import get_stage
+
+    result = loaded.result
+    if result.status is not Status.DONE or not loaded.losses or not (result.config or {}).get("train"):
+        return loaded
+    try:
+        cell = Cell.from_json(result.config)
+        stage = get_stage(cell.stage)
+        chance = stage.chance_loss(stage.Train(**cell.train))
+    except Exception:  # noqa: BLE001  (a record this version cannot rebuild is imported as it is)
+        return loaded
+    if not collapse.at_chance(loaded.losses, chance):
+        return loaded
+    return dataclasses.replace(loaded, result=dataclasses.replace(result, status=Status.COLLAPSED))
 
 
 def import_from_cli(args) -> int:

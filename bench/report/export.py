@@ -22,6 +22,7 @@ CSV_FIELDS = [
     "paper_knobs",
     "paper_pct",
     "seeds",
+    "collapsed",
     "mean",
     "std",
     "ci95_low",
@@ -83,6 +84,7 @@ def to_csv(rows: list[Row]) -> str:
                 knobs_text(paper[0]) if paper else "",
                 num(paper[1], 1) if paper else "",
                 r.seeds_label,
+                r.collapse_label,
                 num(r.mean if r.values else None),
                 num(r.std),
                 num(ci[0] if ci else None),
@@ -110,7 +112,10 @@ def cell_text(row: Row | None, rank: bool = True) -> str:
         return "-" if row is None else f"- ({row.seeds_label})"
     ci = row.ci
     spread = f" ± {(ci[1] - ci[0]) / 2:.4f}" if ci else ""
-    flag = "" if row.complete or row.role.baseline else f" ({row.seeds_label})"
+    if row.role.baseline or (row.complete and not row.collapsed):
+        flag = ""
+    else:
+        flag = f" ({row.seeds_label} trained)" if row.collapsed else f" ({row.seeds_label})"
     ranks = ""
     if rank and row.rank_low is not None and row.role is not Role.REFERENCE and not row.role.baseline:
         ranks = f" [{row.rank_low}]" if row.rank_low == row.rank_high else f" [{row.rank_low}-{row.rank_high}]"
@@ -168,6 +173,9 @@ PROCEDURES = [
     f"Families: one per table (stage, dataset, metric, budget); Holm's correction within it; α = {ALPHA}.",
     "Marks: * significantly above full fine-tuning; † significantly above every other PEFT method at the same "
     "budget (tested against all: none is picked by its test score). k/n seeds finished with k < n: no mark.",
+    "Trained: k/n seeds that trained; collapsed: seeds whose training loss stayed at chance (the last tenth of "
+    "the steps within 0.01 nats of it, decided before any test score; bench/collapse.py). Means, intervals, "
+    "tests and ranks are over the trained seeds; a collapse is a result about stability, not quality.",
     "[a-b]: the rank interval, 1 + the systems significantly above, n - the systems significantly below.",
     "Cost: train time, the training loop's wall time (mean over seeds, on the machine that ran it); peak "
     "memory, the process's peak resident memory (a GPU's peak allocation where it ran on one), mean over "
@@ -191,16 +199,18 @@ def headline_markdown(rows: list[Row]) -> str:
     for stage, metric, datasets, lines in headline(rows):
         out.append(f"## {stage}: {metric_label(metric)}\n")
         out.append(
-            "| method | budget | % params | seeds | "
+            "| method | budget | % params | trained | collapsed | "
             + " | ".join(datasets)
             + " | train time | peak memory | trainable |"
         )
-        out.append("|---|---|---|---|" + "---|" * len(datasets) + "---|---|---|")
+        out.append("|---|---|---|---|---|" + "---|" * len(datasets) + "---|---|---|")
         for method, budget, pct, seeds, role, by_dataset in lines:
             shown = "-" if role.baseline else budget
             first = by_dataset.get(datasets[0]) or next(iter(by_dataset.values()))
+            collapsed = "-" if role.baseline else first.collapse_label
             out.append(
                 f"| {method} | {shown} | {num(pct, 3) if pct else '-'} | {'-' if role.baseline else seeds} | "
+                f"{collapsed} | "
                 + " | ".join(cell_text(by_dataset.get(d)) for d in datasets)
                 + " | "
                 + " | ".join(cost_text(first))
@@ -216,16 +226,16 @@ def to_markdown(rows: list[Row], notes: list[str] = ()) -> str:
     for stage, dataset, metric, budget, members in family_tables(rows):
         out.append(f"#### {stage} · {dataset} · {metric_label(metric)} · budget {budget}\n")
         out.append(
-            "| rank | method | budget | % params | knobs | seeds | mean ± 95% CI | Δ full | p vs full | train time "
-            "| peak memory | trainable |"
+            "| rank | method | budget | % params | knobs | trained | collapsed | mean ± 95% CI | Δ full | p vs full "
+            "| train time | peak memory | trainable |"
         )
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in members:
             paper = paper_setting(r)
             knobs = knobs_text(r.knobs) + (f" (paper: {knobs_text(paper[0])}, {paper[1]:g}%)" if paper else "")
             out.append(
                 f"| {r.rank or '-'} | {r.method} | {r.budget} | {num(r.pct, 3) if r.pct else '-'} | {knobs} | "
-                f"{r.seeds_label} | {cell_text(r)} | {num(r.diff_to_full)} | {num(r.p_vs_full)} | "
+                f"{r.seeds_label} | {r.collapse_label} | {cell_text(r)} | {num(r.diff_to_full)} | {num(r.p_vs_full)} | "
                 + " | ".join(cost_text(r))
                 + " |"
             )

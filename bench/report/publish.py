@@ -40,7 +40,7 @@ def board_readme(
 
 
 def _provenance(cells: list[LoadedCell]) -> list[str]:
-    done = [c.result for c in cells if c.status is Status.DONE]
+    done = [c.result for c in cells if c.status.scored]
     commits = Counter(r.git_commit or "unknown" for r in done)
     devices = Counter(r.device or "unknown" for r in done)
     versions = done[0].versions if done else {}
@@ -65,7 +65,7 @@ def _wall_times(cells: list[LoadedCell]) -> list[str]:
     included: it is what the board cost)."""
     by_method: dict[tuple, list] = {}
     for cell in cells:
-        if cell.status is Status.DONE:
+        if cell.status.scored:  # a collapsed cell cost its time too
             key = (cell.result.method, cell.result.phase or "grid")
             by_method.setdefault(key, []).append(cell.result.times)
     total = sum(t.get("total_s", 0.0) for times in by_method.values() for t in times)
@@ -91,7 +91,7 @@ def _lr(result) -> float | None:
 def _search_table(cells: list[LoadedCell]) -> list[str]:
     """Every searched configuration's validation score (the search cells' seed), and whether it was selected:
     what the board's choices rest on (the test data never enter them)."""
-    searched = [c for c in cells if c.status is Status.DONE and c.result.validation and c.result.phase]
+    searched = [c for c in cells if c.status.scored and c.result.validation and c.result.phase]
     if not searched:
         return ["No search cell has finished yet."]
     chosen = {
@@ -125,14 +125,14 @@ def seed_table(cells: list[LoadedCell]) -> list[str]:
     """Every trained cell scored on the test data, one row per seed: its headline metric beside its training
     loss at the start and at the end (the mean over the first and the last tenth of the steps), so that a seed
     that never trained (a flat loss) is seen, not only its row's wider interval."""
-    scored = [c for c in cells if c.status is Status.DONE and c.losses and c.result.metrics]
+    scored = [c for c in cells if c.status.scored and c.losses and c.result.metrics]
     if not scored:
         return ["No trained cell has a test score yet."]
     lines = [
         "Each trained cell on the test data, per seed; training loss: the mean over the first and over the last "
         "tenth of its steps.\n",
-        "| stage | method | budget | lr | seed | dataset | metric | value | training loss (start → end) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| stage | method | budget | lr | seed | dataset | metric | value | training loss (start → end) | status |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     ordered = sorted(scored, key=lambda c: (c.result.stage, c.result.method, str(c.result.budget), c.result.seed))
     for cell in ordered:
@@ -144,7 +144,7 @@ def seed_table(cells: list[LoadedCell]) -> list[str]:
             metric = metric_order(set(metrics))[0]
             lines.append(
                 f"| {r.stage} | {r.method} | {r.budget} | {'-' if lr is None else f'{lr:g}'} | {r.seed} | {dataset} "
-                f"| {metric_label(metric)} | {metrics[metric]:.4f} | {start:.3f} → {end:.3f} |"
+                f"| {metric_label(metric)} | {metrics[metric]:.4f} | {start:.3f} → {end:.3f} | {cell.status.value} |"
             )
     return lines
 
@@ -175,6 +175,7 @@ def claims(rows: list[Row]) -> list[str]:
         out += _below_full(peft, full)
         out += _iaa_l_vs_adapter(peft)
         out += _steadier(peft)
+        out += _collapses({r.method: r for r in members if r.role is Role.PEFT})
         out.append("")
     return out or ["No table with trained PEFT methods yet."]
 
@@ -261,3 +262,35 @@ def _steadier(peft: dict[str, Row]) -> list[str]:
             f"Holm p {adjusted:.3f}: {shown}"
         )
     return lines
+
+
+def _collapses(peft: dict[str, Row]) -> list[str]:
+    """Claim 3's other half: how often each IAA variant collapsed against the inside-only adapter (Houlsby),
+    Fisher's exact test (two-sided; Fisher 1922, scipy), Holm over the IAA variants, and the smallest p the
+    design can reach (its power: with 3 seeds a side no count can reach 0.05)."""
+    from scipy.stats import fisher_exact
+
+    from .significance import holm
+
+    base = peft.get("adapter")
+    iaa = [m for m in IAA if m in peft]
+    if base is None or not iaa:
+        return []
+    line = "   Collapsed seeds (training loss at chance): " + ", ".join(
+        f"{m} {peft[m].collapse_label}" for m in ["adapter", *iaa]
+    )
+    tests = {}
+    for method in iaa:
+        row = peft[method]
+        table = [[row.collapsed, row.seeds], [base.collapsed, base.seeds]]
+        tests[method] = fisher_exact(table)[1]
+    adjusted = dict(zip(tests, holm(list(tests.values())), strict=True))
+    n = min(peft[m].seeds + peft[m].collapsed for m in ["adapter", *iaa])
+    floor = fisher_exact([[n, 0], [0, n]])[1] if n else 1.0
+    parts = [f"{m} Fisher p {tests[m]:.3f} (Holm {adjusted[m]:.3f})" for m in iaa]
+    verdict = (
+        f"not answerable here: with {n} seeds a side the smallest p Fisher's test can reach is {floor:.3f}"
+        if floor >= ALPHA
+        else ("a difference" if min(adjusted.values()) < ALPHA else "no significant difference")
+    )
+    return [line + "; against adapter: " + ", ".join(parts) + f": {verdict}."]

@@ -58,6 +58,8 @@ def _view_rows(rows: list[Row], cells: list[LoadedCell]) -> list[dict]:
                 "paper_knobs": f"{export.knobs_text(setting[0])}, {setting[1]:g}%" if setting else "",
                 "seeds": r.seeds_label,
                 "complete": r.complete or r.role.baseline,
+                "collapsed": "-" if r.role.baseline else r.collapse_label,
+                "collapsed_n": r.collapsed,
                 "mean": num(r.mean) if r.values else "-",
                 "mean_v": r.mean if r.values else "",
                 "std": num(r.std),

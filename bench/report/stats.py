@@ -95,6 +95,7 @@ class Row:
     seed_variance: SeedVariance | None = None
     peak_memory_mb: list[float] = field(default_factory=list)  # per finished seed: the process's peak (RSS or GPU)
     trainable: int | None = None  # trainable parameters counted (the head included)
+    collapsed: int = 0  # seeds that never trained (bench/collapse.py): out of every mean, test and rank
 
     @property
     def train_time(self) -> float | None:
@@ -122,11 +123,16 @@ class Row:
 
     @property
     def complete(self) -> bool:
-        return self.seeds == self.expected and self.seeds > 0
+        """Every seed finished (trained or collapsed) and at least one trained."""
+        return self.seeds + self.collapsed == self.expected and self.seeds > 0
 
     @property
-    def seeds_label(self) -> str:
+    def seeds_label(self) -> str:  # k/n trained
         return f"{self.seeds}/{self.expected}"
+
+    @property
+    def collapse_label(self) -> str:
+        return f"{self.collapsed}/{self.expected}"
 
     @property
     def family(self) -> str:
@@ -213,7 +219,10 @@ def build_rows(
         )
         failed = [c for c in members if c.status is Status.FAILED]
         diverged = [c for c in members if c.status is Status.DIVERGED]
-        want = (expected or {}).get((stage, dataset, method, budget), len(done) + len(failed) + len(diverged))
+        collapsed = [c for c in members if c.status is Status.COLLAPSED]
+        want = (expected or {}).get(
+            (stage, dataset, method, budget), len(done) + len(failed) + len(diverged) + len(collapsed)
+        )
         for metric in metrics.get(stage, []):
             scored = [c for c in done if metric in c.result.metrics[dataset]]
             values = [c.result.metrics[dataset][metric] for c in scored]
@@ -242,6 +251,7 @@ def build_rows(
                     folders=[str(c.directory) for c, _ in kept],
                     peak_memory_mb=[m for m in (_peak_memory(c.result) for c in done) if m is not None],
                     trainable=_trainable(done),
+                    collapsed=len(collapsed),
                 )
                 if missing and kept:
                     names = ", ".join(c.directory.name for c in missing)
@@ -304,7 +314,12 @@ def families(rows: list[Row]) -> dict[tuple, list[Row]]:
 
 
 def _notes(row: Row) -> None:
-    if row.seeds < row.expected:
+    if row.collapsed:
+        row.notes.append(
+            f"{row.collapsed} of {row.expected} seeds collapsed (training loss at chance): the mean, interval, "
+            f"tests and rank are over the {row.seeds} trained"
+        )
+    if row.seeds + row.collapsed < row.expected:
         row.notes.append(f"{row.seeds}/{row.expected} seeds finished: the mean is over those; no marks")
     if row.failed or row.diverged:
         reason = f": {row.errors[0]}" if row.errors else ""

@@ -46,9 +46,14 @@ def leaderboard(rows: list[Row]) -> str:
                 f"{method} {budget} ({stage}, {dataset_name(dataset)}): {first.failed} failed, "
                 f"{first.diverged} diverged" + (f": {reason}" if reason else "")
             )
+        if first.collapsed:
+            problems.append(
+                f"{method} {budget} ({stage}, {dataset_name(dataset)}): {first.collapse_label} seeds collapsed "
+                "(training loss at chance): the mean is over the trained seeds"
+            )
     lines.sort(key=lambda item: item[:3])
     table = render(
-        ["dataset", "stage", "method", "budget", "% params", *map(metric_label, headline), "seeds", "train time"],
+        ["dataset", "stage", "method", "budget", "% params", *map(metric_label, headline), "trained", "train time"],
         [line for *_, line in lines],
     )
     return table + ("\n" + "\n".join(problems) if problems else "")

@@ -98,6 +98,11 @@ class Stage(ABC):
     @abstractmethod
     def loss(self, built: Built, settings) -> Callable[[nn.Module, dict], Any]: ...
 
+    def chance_loss(self, settings) -> float | None:
+        """The training loss of a model that ranks at chance (None: the stage's loss has no such level, and
+        no cell of it is ever called collapsed)."""
+        return None
+
     @abstractmethod
     def score(
         self, built: Built, collection: Collection, candidates: dict | None, settings, device, autocast
@@ -216,6 +221,8 @@ def fit(stage: Stage, cell, built: Built, settings: TrainSettings, directory: Pa
         head_lr=getattr(settings, "head_lr", None),
         schedule=settings.schedule,
         early_stopping=stopping,
+        chance=stage.chance_loss(settings),
+        stop_collapsed=settings.stop_collapsed,
     )
     stats["groups"] = len(groups)
     stats.update(built.state.get("counters", {}))  # what a stage tallied while batching (e.g. masked batches)
@@ -397,7 +404,7 @@ def run_cell(stage: Stage, cell, directory: Path, cache: Path) -> results.CellRe
             outcome = evaluate_all(stage, cell, directory, cache, score, stage.needs_candidates)
     result = results.for_cell(
         cell,
-        results.Status.DONE,
+        results.Status.COLLAPSED if stats.get("collapsed") else results.Status.DONE,
         metrics=outcome["metrics"],
         eval={**validation["eval"], **outcome["eval"]},
         validation=validation["metrics"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import time
 from typing import Literal
 
@@ -361,6 +362,11 @@ class Dense(Stage):
 
     def loss(self, built, settings):
         return contrastive_loss(settings.temperature, built.state.get("processes", 1) > 1)
+
+    def chance_loss(self, settings) -> float | None:
+        # in-batch softmax over every passage of the batch, all scores equal: ln(batch_queries * group_size);
+        # a masked false negative lowers a collapsed run's loss below that, so the rule then misses it
+        return math.log(settings.batch_queries * settings.group_size)
 
     def score(self, built, collection, candidates, settings, device, autocast):
         cache = built.state.setdefault("doc_vectors", {})  # the model no longer changes once scoring begins

@@ -5,6 +5,7 @@ positive and n-1 first-stage negatives, reranking the first stage's top-k."""
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Literal
 
 import torch
@@ -175,6 +176,10 @@ class Rerank(Stage):
 
     def loss(self, built, settings):
         return group_loss(settings.loss)
+
+    def chance_loss(self, settings) -> float | None:
+        # the listwise softmax over a group of g, every score equal: ln g (BCE's depends on the scores' offset)
+        return math.log(settings.group_size) if settings.loss == "softmax" else None
 
     def score(self, built, collection, candidates, settings, device, autocast):
         return rerank(

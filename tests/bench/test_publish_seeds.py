@@ -17,11 +17,11 @@ def _cell(method, seed, losses, ndcg, status=Status.DONE):
 def test_a_seed_that_never_trains_shows_a_flat_loss_beside_its_score():
     learned = [1.4] * 10 + [0.8] * 80 + [0.2] * 10
     stuck = [1.386] * 100
-    rows = seed_table([_cell("iaa-l", 87, stuck, 0.1059), _cell("iaa-l", 13, learned, 0.6438)])
+    rows = seed_table([_cell("iaa-l", 87, stuck, 0.1059, Status.COLLAPSED), _cell("iaa-l", 13, learned, 0.6438)])
     body = [line for line in rows if line.startswith("| rerank")]
     assert body == [
-        "| rerank | iaa-l | 0.5 | 0.003 | 13 | scifact/test | nDCG@10 | 0.6438 | 1.400 → 0.200 |",
-        "| rerank | iaa-l | 0.5 | 0.003 | 87 | scifact/test | nDCG@10 | 0.1059 | 1.386 → 1.386 |",
+        "| rerank | iaa-l | 0.5 | 0.003 | 13 | scifact/test | nDCG@10 | 0.6438 | 1.400 → 0.200 | done |",
+        "| rerank | iaa-l | 0.5 | 0.003 | 87 | scifact/test | nDCG@10 | 0.1059 | 1.386 → 1.386 | collapsed |",
     ]
 
 
