@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError, field_validator
 
 from . import systems
 from .errors import BenchError
-from .settings import DatasetSpec, FirstStageSettings, Precision, Settings, StrictBool, StrictInt
+from .settings import DatasetSpec, FirstStageSettings, PositiveInt, Precision, Settings, StrictBool, StrictInt
 from .stages import all_stages, get_stage
 from .stages import names as stage_names
 from .suite_files import DEVICES, apply_profile, deep_merge, list_suites, read_suite
@@ -85,6 +85,9 @@ class SuiteModel(Settings):
     search: dict[str, Any] = {}
     search_seeds: list[StrictInt] | None = None  # default: the first seed
     search_train: dict[str, Any] = {}  # train settings of the search cells alone (a cheaper search)
+    # a winner at an edge of a searched setting's values: the next value beyond it (the same ratio) is run on
+    # every search seed, up to this many a side ({lr: 2}); a winner still at the edge then is flagged
+    search_extend: dict[str, PositiveInt] = {}
     # a method's named options (knobs) away from its authors' defaults: {qpeft-r: {mlp: residual}}
     options: dict[str, dict[str, Any]] = {}
 
@@ -228,6 +231,11 @@ def parse_suite(raw: dict, where: str) -> Suite:
     _check_keys(top.search_train, train_keys, where, "search_train")
     if top.search:
         _check_search(top, where)
+    for key in top.search_extend:
+        if key not in top.search:
+            raise BenchError(
+                f"suite {where}: search_extend.{key}: {key} is not searched (search: {sorted(top.search)})"
+            )
     owned = {}
     for key in owned_keys & set(raw):
         owner = next(s for s in stages.values() if s.section_key == key)

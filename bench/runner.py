@@ -137,7 +137,7 @@ def owner_text(owner: dict | None) -> str:
 
 
 def search_line(grid, store: RunStore) -> str:
-    search = grid.first_phase()[len(grid.fixed) :]
+    search = grid.first_phase(store)[len(grid.fixed) :]
     finished = sum(1 for c in search if store.state(c).finished)
     decided = sum(1 for g in grid.groups if g.final_cells(store))
     capped = next((g.capped for g in grid.groups if g.capped), None)

@@ -62,6 +62,7 @@ class Group:
     capped: dict  # search_train: settings of the search cells alone
     metric: str
     searched: dict = field(default_factory=dict)
+    extend: dict = field(default_factory=dict)  # setting -> values added beyond each edge at most (search_extend)
 
     @property
     def key(self) -> tuple:
@@ -73,18 +74,57 @@ class Group:
         train = stage.Train(**{**cell.train, **config, **changes.pop("train", {})}).model_dump()
         return cell.replace(train=train, **changes)
 
+    def configs_now(self, store: RunStore | None = None) -> list[dict]:
+        """The configurations searched so far: the suite's, then, while every cell of them is finished and
+        the best sits at an edge of an extended setting, the next value beyond that edge (the ratio of the
+        edge to its neighbour), up to ``extend`` values a side. Without a store: the suite's."""
+        configs = list(self.configs)
+        axis = self._extended_axis()
+        if store is None or axis is None:
+            return configs
+        added = {"low": 0, "high": 0}
+        while True:
+            if any(not _settled(store.state(c)) for config in configs for c in self.searched_cells(config)):
+                return configs
+            edge = self._edge(configs, axis, store)
+            if edge is None or added[edge] >= self.extend[axis]:
+                return configs
+            configs.append({axis: _beyond(sorted(c[axis] for c in configs), edge)})
+            added[edge] += 1
+
+    def _extended_axis(self) -> str | None:
+        """The setting to extend: one searched numeric setting named in ``extend`` (a search over several
+        settings is never extended)."""
+        keys = {k for c in self.configs for k in c}
+        if len(keys) != 1 or next(iter(keys)) not in self.extend:
+            return None
+        axis = next(iter(keys))
+        values = [c[axis] for c in self.configs]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values)
+        return axis if numeric and len(set(values)) >= 2 else None
+
+    def _edge(self, configs: list[dict], axis: str, store: RunStore) -> str | None:
+        """ "low" or "high" when the best configuration holds the lowest or highest value tried, else None."""
+        scores = self.scores(store, configs)
+        chosen = select_on_validation({k: list(v.values()) for k, v in scores.items()})
+        if chosen is None:
+            return None
+        value = next(c for c in configs if label(c) == chosen)[axis]
+        values = [c[axis] for c in configs]
+        return "high" if value == max(values) else ("low" if value == min(values) else None)
+
     def searched_cells(self, config: dict) -> list[Cell]:
         seeds = [c for c in self.cells if c.seed in self.search_seeds]
         return [self._with(c, config, train=self.capped, scoring="validation") for c in seeds]
 
-    def search_cells(self) -> list[Cell]:
-        return [c for config in self.configs for c in self.searched_cells(config)]
+    def search_cells(self, store: RunStore | None = None) -> list[Cell]:
+        return [c for config in self.configs_now(store) for c in self.searched_cells(config)]
 
-    def scores(self, store: RunStore) -> dict[str, dict[int, float]]:
+    def scores(self, store: RunStore, configs: list[dict] | None = None) -> dict[str, dict[int, float]]:
         """Per configuration: search seed -> validation score of its finished search cells (validation
         metrics only: ``CellResult.validation``)."""
         out: dict[str, dict[int, float]] = {}
-        for config in self.configs:
+        for config in configs if configs is not None else self.configs_now(store):
             seeds = out.setdefault(label(config), {})
             for cell in self.searched_cells(config):
                 result = store.result(cell)
@@ -96,18 +136,21 @@ class Group:
         return out
 
     def pending_search(self, store: RunStore) -> int:
-        return sum(1 for c in self.search_cells() if not store.state(c).finished and not store.state(c).retryable)
+        return sum(1 for c in self.search_cells(store) if not _settled(store.state(c)))
 
     def final_cells(self, store: RunStore) -> list[Cell]:
         """The selected configuration's cells for every seed (scoring validation and test), or [] while a
         search cell is unfinished or no configuration has a score."""
+        configs = self.configs_now(store)
         if self.pending_search(store):
             return []
-        scores = self.scores(store)
+        scores = self.scores(store, configs)
         chosen = select_on_validation({k: list(v.values()) for k, v in scores.items()})
         if chosen is None:
             return []
-        config = next(c for c in self.configs if label(c) == chosen)
+        config = next(c for c in configs if label(c) == chosen)
+        axis = self._extended_axis()
+        edge = self._edge(configs, axis, store) if axis else None
         selection = {
             "metric": self.metric,
             "validation": self.cells[0].datasets.get("validation"),
@@ -116,13 +159,22 @@ class Group:
             "rule": TIE_RULE,
             "search_seeds": self.search_seeds,
             "capped": self.capped,
+            **(
+                {  # the winner still at an edge once the cap was reached: the best value may lie beyond it
+                    "extend": self.extend,
+                    "extended": [c for c in configs if c not in self.configs],
+                    "edge_at_cap": edge,
+                }
+                if self.extend
+                else {}
+            ),
             "configurations": [  # every configuration's validation scores, for the report
                 {
                     "config": c,
                     "scores": {str(s): v for s, v in scores[label(c)].items()},
                     "mean": _mean(scores[label(c)]),
                 }
-                for c in self.configs
+                for c in configs
             ],
         }
         return [self._with(c, config, scoring="all", selection=selection) for c in self.cells]
@@ -132,6 +184,21 @@ class Group:
         configuration's search cells when they are reused (no ``search_train``)."""
         runs = len(self.configs) * len(self.search_seeds)
         return runs if self.capped else runs - len(self.search_seeds)
+
+
+def _settled(state) -> bool:
+    """Finished, or failed (retried only when asked): nothing more will come of it in this run."""
+    return state.finished or state.retryable
+
+
+def _beyond(values: list[float], edge: str) -> float:
+    """The next value past ``edge`` of the sorted ``values``, at the ratio of the edge to its neighbour
+    (3 significant digits: 1e-4 after 3e-5, 1e-4 gives 3.33e-4)."""
+    if edge == "high":
+        value = values[-1] * values[-1] / values[-2]
+    else:
+        value = values[0] * values[0] / values[1]
+    return float(f"{value:.3g}")
 
 
 def _mean(scores: dict) -> float | None:
@@ -147,8 +214,9 @@ class Plan:
     def searching(self) -> bool:
         return bool(self.groups)
 
-    def first_phase(self) -> list[Cell]:
-        return self.fixed + [c for g in self.groups for c in g.search_cells()]
+    def first_phase(self, store: RunStore | None = None) -> list[Cell]:
+        """The fixed cells and every search cell (with a store: the extensions its finished cells call for)."""
+        return self.fixed + [c for g in self.groups for c in g.search_cells(store)]
 
     def final_phase(self, store: RunStore) -> list[Cell]:
         return [c for g in self.groups for c in g.final_cells(store)]
@@ -183,7 +251,9 @@ def plan(suite, over=None) -> Plan:
         key = (cell.stage, json.dumps(cell.datasets, sort_keys=True), cell.method, cell.budget)
         if key not in grouped:
             searched = {k: [c[k] for c in configs if k in c] for k in configs[0]}
-            grouped[key] = Group([], configs, seeds, dict(top.search_train), headline(cell), _unique(searched))
+            grouped[key] = Group(
+                [], configs, seeds, dict(top.search_train), headline(cell), _unique(searched), dict(top.search_extend)
+            )
         grouped[key].cells.append(cell)
     for group in grouped.values():
         for config in group.configs:  # a searched value the stage refuses: one error before anything runs

@@ -46,19 +46,22 @@ def run_from_cli(args) -> int:
         os.environ[RETRY_ENV] = "1"
     phases = _phases(grid, store, args)
     cells: list[Cell] = []
+    launched: set[tuple] = set()  # (id, what it scores): a search cell is launched again to score its test data
     for name, phase_cells in phases:
-        chosen = phase_cells()
-        cells += chosen
-        todo = cells_to_run(chosen, store, retry_failed=retry)
-        if not todo:
-            continue
-        try:
-            stopped = _launch(todo, name, args, store)
-        except DiskError:
-            print(counts_line(summarise(cells, store)[0]), file=sys.stderr)
-            raise
-        if stopped:
-            return stopped
+        while True:  # a search extended at its edge adds cells once the ones before it finish
+            chosen = phase_cells()
+            cells += [c for c in chosen if c not in cells]
+            todo = [c for c in cells_to_run(chosen, store, retry_failed=retry) if (c.id, c.scoring) not in launched]
+            if not todo:
+                break
+            launched |= {(c.id, c.scoring) for c in todo}
+            try:
+                stopped = _launch(todo, name, args, store)
+            except DiskError:
+                print(counts_line(summarise(cells, store)[0]), file=sys.stderr)
+                raise
+            if stopped:
+                return stopped
     cells = reported_cells(grid, store) if grid.searching else cells
     from ..report.stats import build_rows
     from ..report.terminal import leaderboard
@@ -97,9 +100,12 @@ def _phases(grid, store: RunStore, args) -> list[tuple]:
     if launcher == "local" and (getattr(args, "workers", 1) or 1) <= 1:
         phases = [("cells", lambda: grid.fixed)]
         for group in grid.groups:
-            phases += [("search", group.search_cells), ("selected", lambda group=group: group.final_cells(store))]
+            phases += [
+                ("search", lambda group=group: group.search_cells(store)),
+                ("selected", lambda group=group: group.final_cells(store)),
+            ]
         return phases
-    return [("search", grid.first_phase), ("selected", lambda: grid.final_phase(store))]
+    return [("search", lambda: grid.first_phase(store)), ("selected", lambda: grid.final_phase(store))]
 
 
 def _launch(todo: list[Cell], phase: str, args, store: RunStore) -> int:

@@ -11,7 +11,7 @@ def status_from_cli(args) -> int:
     """``bench status``: per state counts of the grid the same flags give ``bench run``, the running
     cells and the failed cells' errors."""
     suite, grid, store = resolve_plan(args)
-    cells = grid.first_phase()
+    cells = grid.first_phase(store)
     if grid.searching:
         search = cells[len(grid.fixed) :]
         finals = grid.final_phase(store)

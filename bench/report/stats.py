@@ -253,6 +253,12 @@ def build_rows(
                     trainable=_trainable(done),
                     collapsed=len(collapsed),
                 )
+                edge = next((c.result.selection.get("edge_at_cap") for c in done if c.result.selection), None)
+                if edge:
+                    row.notes.append(
+                        f"the chosen configuration is at the {edge} edge of its search after the cap of extensions: "
+                        "the best may lie beyond it"
+                    )
                 if missing and kept:
                     names = ", ".join(c.directory.name for c in missing)
                     row.notes.append(f"seed folder {names} has no per-query values: left out of its tests")

@@ -100,3 +100,26 @@ def test_one_worker_finishes_each_method_search_and_seeds_before_the_next_method
     order = [results[e["cell"]]["method"] for e in map(json.loads, log) if e["event"] == "claim"]
     # bm25; lora's two searched rates, its second seed, its winner scored on the test data; then bitfit's
     assert order[0] == "bm25" and order[1:5] == ["lora"] * 4 and set(order[5:]) == {"bitfit"}
+
+
+def test_bench_run_extends_a_search_whose_winner_sits_at_an_edge(tmp_path):
+    """Two values: the winner is at an edge either way, so one value beyond it runs on every search seed
+    (the cap, 1 a side, is then reached), and the finals are the best of the three."""
+    write_synthetic_beir(tmp_path / "data", "synth")
+    suite = _suite(tmp_path, [1.0e-4, 1.0e-3])
+    raw = yaml.safe_load(suite.read_text())
+    raw.update(methods=["lora"], search_seeds=[1, 2], search_extend={"lr": 1})
+    suite.write_text(yaml.safe_dump(raw))
+    done = bench("run", "--suite", suite, "--out", tmp_path / "runs", env_path=tmp_path / "data")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lora = [r for r in _results(tmp_path / "runs" / "searched") if r["method"] == "lora"]
+    tried = sorted({r["config"]["train"]["lr"] for r in lora})
+    assert len(tried) == 3 and tried in ([1.0e-5, 1.0e-4, 1.0e-3], [1.0e-4, 1.0e-3, 1.0e-2])
+    extra = next(lr for lr in tried if lr not in (1.0e-4, 1.0e-3))
+    assert sorted(r["seed"] for r in lora if r["config"]["train"]["lr"] == extra) == [1, 2]
+    finals = [r for r in lora if r["phase"] == "final"]
+    assert sorted(r["seed"] for r in finals) == [1, 2]
+    selection = finals[0]["selection"]
+    assert selection["extended"] == [{"lr": extra}] and len(selection["configurations"]) == 3
+    means = {c["config"]["lr"]: c["mean"] for c in selection["configurations"]}
+    assert selection["chosen"]["lr"] == max(means, key=means.get)
