@@ -27,6 +27,38 @@ needs_smollm2 = pytest.mark.skipif(
 )
 needs_shared = pytest.mark.skipif(not shared_data_available(), reason="needs ../shared/data")
 
+# Tests whose subject is the harness's own logic: the run store and its faults, the launchers, bad input,
+# records, reports and their statistics. They run in the first tox env; the envs that exist to catch a
+# dependency's break (tests-tf5, tests-latest) run the rest (`-m "not harness"`), so CI's 90 minutes hold
+# three envs. What touches transformers, peft, accelerate, sentence-transformers or torch numerics stays
+# in every env: the methods against their references, the stages, training, export, golden numbers, perf.
+HARNESS_FILES = {
+    "tests/e2e/test_store_faults.py",
+    "tests/e2e/test_grid_resilience.py",
+    "tests/e2e/test_records_import.py",
+    "tests/e2e/test_bad_input.py",
+    "tests/e2e/test_golden_store.py",
+    "tests/e2e/test_published_boards.py",
+    "tests/e2e/test_search_grid.py",
+    "tests/e2e/test_gpu_sharing.py",
+    "tests/bench/test_significance.py",
+    "tests/bench/test_report.py",
+    "tests/bench/test_report_alignment.py",
+    "tests/bench/test_report_browser.py",
+    "tests/bench/test_search.py",
+    "tests/bench/test_search_extend.py",
+    "tests/bench/test_collapse.py",
+    "tests/bench/test_publish_seeds.py",
+    "tests/bench/test_module_size.py",
+}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if str(Path(item.fspath).resolve().relative_to(ROOT)) in HARNESS_FILES:
+            item.add_marker(pytest.mark.harness)
+
 
 @pytest.fixture
 def clone():
