@@ -18,7 +18,16 @@ from pydantic import BaseModel, ValidationError, field_validator
 
 from . import systems
 from .errors import BenchError
-from .settings import DatasetSpec, FirstStageSettings, PositiveInt, Precision, Settings, StrictBool, StrictInt
+from .settings import (
+    DatasetSpec,
+    FirstStageSettings,
+    PositiveFloat,
+    PositiveInt,
+    Precision,
+    Settings,
+    StrictBool,
+    StrictInt,
+)
 from .stages import all_stages, get_stage
 from .stages import names as stage_names
 from .suite_files import DEVICES, apply_profile, deep_merge, list_suites, read_suite
@@ -88,6 +97,8 @@ class SuiteModel(Settings):
     # a winner at an edge of a searched setting's values: the next value beyond it (the same ratio) is run on
     # every search seed, up to this many a side ({lr: 2}); a winner still at the edge then is flagged
     search_extend: dict[str, PositiveInt] = {}
+    # claim 2 of a board (IAA-L at least Adapter): the non-inferiority margin, declared before the run
+    non_inferiority_margin: PositiveFloat | None = None
     # a method's named options (knobs) away from its authors' defaults: {qpeft-r: {mlp: residual}}
     options: dict[str, dict[str, Any]] = {}
 

@@ -88,7 +88,8 @@ def publish_from_cli(args) -> int:
     loaded = read_records(folder / "results.jsonl")
     rows = build_rows(loaded, expected=expected_seeds(cells))
     about = _leading_comment(locate_suite(args.suite or suite.name, None)[0])
-    readme = board_readme(folder.name, suite.name, about, loaded, rows, list(args.command or []))
+    margin = suite.top.non_inferiority_margin
+    readme = board_readme(folder.name, suite.name, about, loaded, rows, list(args.command or []), margin)
     atomic_write_text(folder / "README.md", readme)
     print(f"published: {folder} (README.md, index.html, leaderboard.csv / .md / .tex, results.jsonl)")
     return 0

@@ -8,6 +8,7 @@ import io
 
 from ..fmt import duration, metric_label, num
 from ..systems import Role
+from .ranks import headline_ranks
 from .stats import ALPHA, Row, families, metric_order
 
 CSV_FIELDS = [
@@ -106,25 +107,31 @@ def to_csv(rows: list[Row]) -> str:
     return buffer.getvalue()
 
 
-def cell_text(row: Row | None, rank: bool = True) -> str:
-    """``mean ± CI half-width`` with the marks and the rank interval: ``0.7134 ± 0.0120*† [1-2]``."""
+def cell_text(row: Row | None, rank: bool = True, headline: bool = False) -> str:
+    """``mean ± CI half-width`` with the marks and the rank interval: ``0.7134 ± 0.0120*† [1-2]``; an
+    interval clipped at the metric's range is shown by its ends, ``0.5264 [0.4052, 0.6476]``. ``headline``:
+    the rank interval among the headline table's rows (else among the row's family)."""
     if row is None or not row.values:
         return "-" if row is None else f"- ({row.seeds_label})"
     ci = row.ci
     spread = f" ± {(ci[1] - ci[0]) / 2:.4f}" if ci else ""
+    if ci and row.ci_clipped:
+        spread = f" [{ci[0]:.4f}, {ci[1]:.4f}]"
     if row.role.baseline or (row.complete and not row.collapsed):
         flag = ""
     else:
         flag = f" ({row.seeds_label} trained)" if row.collapsed else f" ({row.seeds_label})"
     ranks = ""
-    if rank and row.rank_low is not None and row.role is not Role.REFERENCE and not row.role.baseline:
-        ranks = f" [{row.rank_low}]" if row.rank_low == row.rank_high else f" [{row.rank_low}-{row.rank_high}]"
+    low, high = (row.headline_rank_low, row.headline_rank_high) if headline else (row.rank_low, row.rank_high)
+    if rank and low is not None and row.role is not Role.REFERENCE and not row.role.baseline:
+        ranks = f" [{low}]" if low == high else f" [{low}-{high}]"
     return f"{row.mean:.4f}{spread}{row.marks}{ranks}{flag}"
 
 
 def headline(rows: list[Row]):
     """Per stage: (stage, metric, datasets, [(method, budget, pct, seeds, role, {dataset: Row})]): the
     stage's headline metric, one line per method x budget, baselines and full fine-tuning first."""
+    headline_ranks(rows)
     by_stage: dict[str, list[Row]] = {}
     for row in rows:
         by_stage.setdefault(row.stage, []).append(row)
@@ -166,17 +173,21 @@ def family_tables(rows: list[Row]):
 
 
 PROCEDURES = [
-    "Mean over seeds ± the half-width of a 95% Student t-interval over seeds (no interval with one seed).",
+    "Mean over the trained seeds ± the half-width of a 95% Student t-interval over them (no interval with one "
+    "seed); an interval reaching past the metric's range [0, 1] is clipped to it and shown by its two ends.",
     "Tests: two-sided, queries and seeds both sources of variance (a linear mixed model's variance "
     "components, ANOVA estimators, Satterthwaite df; Ferro & Silvello, SIGIR 2016; Bouthillier et al., MLSys "
     "2021; Satterthwaite, 1946); with one seed, ranx's paired t-test over queries, labelled.",
-    f"Families: one per table (stage, dataset, metric, budget); Holm's correction within it; α = {ALPHA}.",
+    f"Families: one per table (stage, dataset, metric, budget), Holm's correction within it, α = {ALPHA}; the "
+    "headline table's ranks are a family of their own, and so is each of a board's claims (bench/report/claims.py).",
     "Marks: * significantly above full fine-tuning; † significantly above every other PEFT method at the same "
     "budget (tested against all: none is picked by its test score). k/n seeds finished with k < n: no mark.",
     "Trained: k/n seeds that trained; collapsed: seeds whose training loss stayed at chance (the last tenth of "
     "the steps within 0.01 nats of it, decided before any test score; bench/collapse.py). Means, intervals, "
     "tests and ranks are over the trained seeds; a collapse is a result about stability, not quality.",
-    "[a-b]: the rank interval, 1 + the systems significantly above, n - the systems significantly below.",
+    "[a-b]: the rank interval among the rows of the table it is printed in, 1 + the rows significantly above, n - "
+    "the rows significantly below (the headline table's rows are a family of their own: every pair tested, "
+    "Holm over its pairs).",
     "Cost: train time, the training loop's wall time (mean over seeds, on the machine that ran it); peak "
     "memory, the process's peak resident memory (a GPU's peak allocation where it ran on one), mean over "
     "seeds; trainable, the parameters trained (the head included).",
@@ -211,7 +222,7 @@ def headline_markdown(rows: list[Row]) -> str:
             out.append(
                 f"| {method} | {shown} | {num(pct, 3) if pct else '-'} | {'-' if role.baseline else seeds} | "
                 f"{collapsed} | "
-                + " | ".join(cell_text(by_dataset.get(d)) for d in datasets)
+                + " | ".join(cell_text(by_dataset.get(d), headline=True) for d in datasets)
                 + " | "
                 + " | ".join(cost_text(first))
                 + " |"
@@ -281,7 +292,7 @@ def to_latex(rows: list[Row]) -> str:
                         num(pct, 3) if pct else "-",
                         "-" if role.baseline else tex(seeds),
                     ]
-                    + [tex(cell_text(by_dataset.get(d))) for d in datasets]
+                    + [tex(cell_text(by_dataset.get(d), headline=True)) for d in datasets]
                 )
                 + r" \\"
             )

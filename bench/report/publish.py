@@ -7,20 +7,26 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 
-from ..fmt import duration, metric_label, num
+from ..fmt import duration, metric_label
 from ..results import LoadedCell, Status
-from ..systems import Role
+from .claims import claims
 from .export import PROCEDURES, headline_markdown
-from .stats import ALPHA, Row, metric_order
+from .stats import Row, metric_order
 
-IAA = ("iaa-s", "iaa-l", "iaa-m")
 SHOWN_VERSIONS = {"python", "torch", "transformers", "ranx", "peft-ir-bench", "accelerate", "numpy"}
 
 
 def board_readme(
-    board: str, suite: str, about: str, cells: list[LoadedCell], rows: list[Row], commands: list[str]
+    board: str,
+    suite: str,
+    about: str,
+    cells: list[LoadedCell],
+    rows: list[Row],
+    commands: list[str],
+    margin: float | None = None,
 ) -> str:
-    """``board``: the published folder's name; ``suite``: the suite its cells belong to."""
+    """``board``: the published folder's name; ``suite``: the suite its cells belong to; ``margin``: its
+    declared non-inferiority margin (claim 2)."""
     out = [f"# {board}\n", about.strip() + "\n"] if about.strip() else [f"# {board}\n"]
     out += ["## How it was made\n", *_provenance(cells), ""]
     out += ["Commands (run from the repository root; the store resumes, so a grid spans sittings):\n", "```"]
@@ -35,7 +41,7 @@ def board_readme(
     out += ["## Search\n", *_search_table(cells), ""]
     out += ["## Seeds\n", *seed_table(cells), ""]
     out += ["## Headline\n", headline_markdown(rows), *[f"- {line}" for line in PROCEDURES], ""]
-    out += ["## The IAA paper's claims at this scale\n", *claims(rows), ""]
+    out += ["## The IAA paper's claims at this scale\n", *claims(rows, margin), ""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -147,150 +153,3 @@ def seed_table(cells: list[LoadedCell]) -> list[str]:
                 f"| {metric_label(metric)} | {metrics[metric]:.4f} | {start:.3f} → {end:.3f} | {cell.status.value} |"
             )
     return lines
-
-
-def _verdict(difference: float | None, p: float | None, than: str) -> str:
-    if difference is None or p is None:
-        return "not tested"
-    if p < ALPHA:
-        return f"significantly {'above' if difference > 0 else 'below'} {than}"
-    return f"not distinguishable from {than}"
-
-
-def claims(rows: list[Row]) -> list[str]:
-    """Per table (stage, dataset, headline metric, budget) with PEFT rows: (1) is each PEFT method below full
-    fine-tuning, (2) is IAA-L at least Adapter, (3) are the IAA variants steadier over seeds."""
-    out = []
-    metric = {stage: metric_order({r.metric for r in rows if r.stage == stage})[0] for stage in {r.stage for r in rows}}
-    tables: dict[tuple, list[Row]] = {}
-    for row in rows:
-        if row.metric == metric[row.stage]:
-            tables.setdefault((row.stage, row.dataset, row.metric, row.family_budget), []).append(row)
-    for (stage, dataset, name, budget), members in sorted(tables.items()):
-        peft = {r.method: r for r in members if r.role is Role.PEFT and r.values}
-        if not peft:
-            continue
-        full = next((r for r in members if r.role is Role.REFERENCE and r.values), None)
-        out.append(f"### {stage} · {dataset} · {metric_label(name)} · budget {budget}\n")
-        out += _below_full(peft, full)
-        out += _iaa_l_vs_adapter(peft)
-        out += _steadier(peft)
-        out += _collapses({r.method: r for r in members if r.role is Role.PEFT})
-        out.append("")
-    return out or ["No table with trained PEFT methods yet."]
-
-
-def _below_full(peft: dict[str, Row], full: Row | None) -> list[str]:
-    if full is None:
-        return ["1. **PEFT below full fine-tuning?** No full fine-tuning row with results: not answered."]
-    verdicts = {m: _verdict(r.diff_to_full, r.p_vs_full, "full fine-tuning") for m, r in sorted(peft.items())}
-    below = [m for m, v in verdicts.items() if "below" in v]
-    above = [m for m, v in verdicts.items() if "above" in v]
-    lines = [
-        f"1. **PEFT methods below full fine-tuning?** Full fine-tuning {full.mean:.4f} ({full.seeds_label} seeds). "
-        f"{len(below)} of {len(verdicts)} PEFT methods significantly below it"
-        + (f" ({', '.join(below)})" if below else "")
-        + (f"; {len(above)} significantly above ({', '.join(above)})" if above else "")
-        + ("; the rest not distinguishable" if len(below) + len(above) < len(verdicts) else "")
-        + f" (Holm-corrected, α = {ALPHA}):"
-    ]
-    for method, verdict in verdicts.items():
-        r = peft[method]
-        lines.append(f"   - {method}: Δ {num(r.diff_to_full)}, p {num(r.p_vs_full)}: {verdict}")
-    return lines
-
-
-def _iaa_l_vs_adapter(peft: dict[str, Row]) -> list[str]:
-    iaa, adapter = peft.get("iaa-l"), peft.get("adapter")
-    if iaa is None or adapter is None:
-        return ["2. **IAA-L at least Adapter?** IAA-L or Adapter has no results here: not answered."]
-    test, p = iaa.tests.get("adapter"), iaa.adjusted.get("adapter")
-    verdict = _verdict(test.difference if test else None, p, "Adapter")
-    answer = "no" if "below" in verdict else ("yes, and above" if "above" in verdict else "not contradicted")
-    return [
-        f"2. **IAA-L at least Adapter?** {answer}: IAA-L {iaa.mean:.4f}, Adapter {adapter.mean:.4f}, "
-        f"Δ {num(test.difference if test else None)}, p {num(p)} (Holm): {verdict}."
-    ]
-
-
-def pooled_variance(spread: dict[str, float], seeds: dict[str, int], methods: list[str]) -> tuple[float, int]:
-    """The seed variance pooled over ``methods`` (each weighted by its seeds - 1) and its degrees of freedom."""
-    df = sum(seeds[m] - 1 for m in methods)
-    return sum(spread[m] ** 2 * (seeds[m] - 1) for m in methods) / df, df
-
-
-def seed_variance_tests(spread: dict[str, float], seeds: dict[str, int], tested: list[str]) -> dict[str, tuple]:
-    """Each ``tested`` method's seed variance against the other methods' pooled one (pooled over
-    ``spread``'s untested methods, each weighted by its seeds - 1): (variance ratio, two-sided F-test p,
-    Holm-adjusted p over ``tested``). Snedecor's variance ratio test (normal seed means); Holm, 1979;
-    the family-wise rate is measured in tests/bench/test_significance.py."""
-    from scipy import stats
-
-    from .significance import holm
-
-    pooled, df_others = pooled_variance(spread, seeds, [m for m in spread if m not in tested])
-    found = {}
-    for method in tested:
-        df = seeds[method] - 1
-        ratio = spread[method] ** 2 / pooled if pooled > 0 else (1.0 if spread[method] == 0 else float("inf"))
-        found[method] = (ratio, min(1.0, 2 * min(stats.f.cdf(ratio, df, df_others), stats.f.sf(ratio, df, df_others))))
-    adjusted = holm([p for _, p in found.values()]) if found else []
-    return {m: (ratio, p, q) for (m, (ratio, p)), q in zip(found.items(), adjusted, strict=True)}
-
-
-def _steadier(peft: dict[str, Row]) -> list[str]:
-    """Seed standard deviations, and each IAA variant's seed variance against the other PEFT methods'
-    pooled one (``seed_variance_tests``; with 3 seeds it has little power)."""
-    spread = {m: r.std for m, r in peft.items() if r.std is not None}
-    iaa = [m for m in IAA if m in spread]
-    others = [m for m in spread if m not in IAA]
-    if not iaa or not others:
-        return ["3. **IAA variants steadier over seeds?** Too few methods with two or more seeds: not answered."]
-    seeds = {m: peft[m].seeds for m in spread}
-    pooled, df_others = pooled_variance(spread, seeds, others)
-    lines = [
-        "3. **IAA variants steadier over seeds?** Seed standard deviation of each PEFT method's mean: "
-        + ", ".join(f"{m} {spread[m]:.4f}" for m in sorted(spread, key=spread.get))
-        + f"; the other PEFT methods pooled: {pooled**0.5:.4f} (df {df_others}). Each IAA variant's variance"
-        " against the pool, two-sided F-test, Holm-corrected over the IAA variants:"
-    ]
-    for method, (ratio, p, adjusted) in seed_variance_tests(spread, seeds, iaa).items():
-        word = "steadier" if ratio < 1 else "less steady"
-        shown = "significantly " + word if adjusted < ALPHA else f"{word} in this sample, not significantly"
-        lines.append(
-            f"   - {method}: variance ratio {ratio:.2f} against the pool, F-test p {p:.3f}, "
-            f"Holm p {adjusted:.3f}: {shown}"
-        )
-    return lines
-
-
-def _collapses(peft: dict[str, Row]) -> list[str]:
-    """Claim 3's other half: how often each IAA variant collapsed against the inside-only adapter (Houlsby),
-    Fisher's exact test (two-sided; Fisher 1922, scipy), Holm over the IAA variants, and the smallest p the
-    design can reach (its power: with 3 seeds a side no count can reach 0.05)."""
-    from scipy.stats import fisher_exact
-
-    from .significance import holm
-
-    base = peft.get("adapter")
-    iaa = [m for m in IAA if m in peft]
-    if base is None or not iaa:
-        return []
-    line = "   Collapsed seeds (training loss at chance): " + ", ".join(
-        f"{m} {peft[m].collapse_label}" for m in ["adapter", *iaa]
-    )
-    tests = {}
-    for method in iaa:
-        row = peft[method]
-        table = [[row.collapsed, row.seeds], [base.collapsed, base.seeds]]
-        tests[method] = fisher_exact(table)[1]
-    adjusted = dict(zip(tests, holm(list(tests.values())), strict=True))
-    n = min(peft[m].seeds + peft[m].collapsed for m in ["adapter", *iaa])
-    floor = fisher_exact([[n, 0], [0, n]])[1] if n else 1.0
-    parts = [f"{m} Fisher p {tests[m]:.3f} (Holm {adjusted[m]:.3f})" for m in iaa]
-    verdict = (
-        f"not answerable here: with {n} seeds a side the smallest p Fisher's test can reach is {floor:.3f}"
-        if floor >= ALPHA
-        else ("a difference" if min(adjusted.values()) < ALPHA else "no significant difference")
-    )
-    return [line + "; against adapter: " + ", ".join(parts) + f": {verdict}."]

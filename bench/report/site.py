@@ -99,7 +99,7 @@ def _headline_views(rows: list[Row]) -> list[dict]:
                         "pct": num(pct, 3) if pct else "-",
                         "seeds": "-" if role.baseline else seeds,
                         "reference": role is not Role.PEFT,
-                        "cells": [export.cell_text(by_dataset.get(d)) for d in datasets],
+                        "cells": [export.cell_text(by_dataset.get(d), headline=True) for d in datasets],
                         "cost": export.cost_text(by_dataset.get(datasets[0]) or next(iter(by_dataset.values()))),
                     }
                     for method, budget, pct, seeds, role, by_dataset in lines

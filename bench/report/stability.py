@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from ..results import LoadedCell, Status
 from ..systems import Role
-from .stats import _role, deduplicated
+from .dedup import deduplicated
+from .stats import _role
 
 SPIKE_WINDOW = 20
 SPIKE_MADS = 5.0  # a spike sits this many median absolute deviations above the recent median

@@ -30,9 +30,9 @@ from itertools import combinations
 
 import numpy as np
 
-from ..errors import warn
 from ..results import LoadedCell, Status
 from ..systems import Role, role
+from .dedup import deduplicated
 from .significance import ONE_SEED, SeedVariance, Test, compare, holm, pooled, seed_variance, t_interval
 
 ALPHA = 0.05
@@ -87,6 +87,8 @@ class Row:
     rank: int | None = None
     rank_low: int | None = None
     rank_high: int | None = None
+    headline_rank_low: int | None = None  # the rank interval among the rows of the stage's headline table
+    headline_rank_high: int | None = None
     family_size: int = 0
     notes: list[str] = field(default_factory=list)
     recorded: list[float] = field(default_factory=list)  # per finished seed: the mean its result records
@@ -115,7 +117,14 @@ class Row:
 
     @property
     def ci(self) -> tuple[float, float] | None:
-        return t_interval(self.values)
+        """The 95% t-interval over the trained seeds, clipped to the metric's range [0, 1]."""
+        ci = t_interval(self.values)
+        return (max(ci[0], 0.0), min(ci[1], 1.0)) if ci else None
+
+    @property
+    def ci_clipped(self) -> bool:
+        ci = t_interval(self.values)
+        return ci is not None and (ci[0] < 0.0 or ci[1] > 1.0)
 
     @property
     def seeds(self) -> int:
@@ -142,51 +151,6 @@ class Row:
 def _depth(cell: LoadedCell) -> int | None:
     depth = (cell.result.config.get("eval") or {}).get("depth")
     return int(depth) if depth else None
-
-
-def deduplicated(cells: list[LoadedCell]) -> list[LoadedCell]:
-    """One cell per (stage, method, budget, seed, eval datasets): a finished one over an unfinished one, then
-    the most recently finished (the result's ``finished_at``, else its file's time); a warning names both."""
-    kept: dict[tuple, LoadedCell] = {}
-    for cell in cells:
-        r = cell.result
-        key = (r.stage, r.method, r.budget, r.seed, tuple(sorted(cell.datasets)))
-        other = kept.get(key)
-        if other is None:
-            kept[key] = cell
-            continue
-        winner, loser = (cell, other) if _preference(cell) > _preference(other) else (other, cell)
-        kept[key] = winner
-        warn(
-            f"{loser.directory} and {winner.directory} are the same cell ({r.stage}, {r.method}, budget {r.budget}, "
-            f"seed {r.seed}): counted once, keeping {winner.directory.name} ({_why(winner, loser)})"
-        )
-    return [c for c in cells if kept.get(_cell_key(c)) is c]
-
-
-def _cell_key(cell: LoadedCell) -> tuple:
-    r = cell.result
-    return (r.stage, r.method, r.budget, r.seed, tuple(sorted(cell.datasets)))
-
-
-def _finished_at(cell: LoadedCell) -> float:
-    stamp = cell.result.times.get("finished_at")
-    if isinstance(stamp, (int, float)):
-        return float(stamp)
-    try:
-        return (cell.directory / "result.json").stat().st_mtime
-    except OSError:
-        return 0.0
-
-
-def _preference(cell: LoadedCell) -> tuple:
-    return (cell.status is Status.DONE, _finished_at(cell), str(cell.directory))
-
-
-def _why(winner: LoadedCell, loser: LoadedCell) -> str:
-    if winner.status is not loser.status:
-        return f"{winner.status} over {loser.status}"
-    return "the more recently finished"
 
 
 def build_rows(
@@ -376,31 +340,15 @@ def _test_family(rows: list[Row]) -> None:
         row.queries = len(queries)
         if row.role.trains:
             row.seed_variance = seed_variance(matrices[id(row)])
-    own = [r.seed_variance for r in tested if r.seed_variance is not None]
-    borrowed = pooled(own)
-    for row in tested:
-        if row.role.trains and row.seed_variance is None and borrowed is not None:
-            row.seed_variance = borrowed
-            row.notes.append(f"1 seed: its seed variance is borrowed from the table's {len(own)} multi-seed systems")
-    pairs, raw = [], []
-    for a, b in combinations(tested, 2):
-        test = compare(matrices[id(a)], matrices[id(b)], _seeds_of(a), _seeds_of(b))
-        if test is None:
-            continue
-        a.tests[b.method], b.tests[a.method] = test, test.flipped()
-        pairs.append((a, b))
-        raw.append(test.p)
-    for (a, b), p in zip(pairs, holm(raw, ALPHA)):
-        a.adjusted[b.method] = b.adjusted[a.method] = p
+    _borrow(tested)
+    pairs = _pairwise(tested, matrices)
     for row in rows:
         row.family_size = len(pairs)
     full = next((r for r in tested if r.role is Role.REFERENCE), None)
     ordered = sorted(tested, key=lambda r: -r.mean)
     for position, row in enumerate(ordered, 1):
         row.rank = position
-        above = sum(1 for o in tested if o is not row and _beats(o, row))
-        below = sum(1 for o in tested if o is not row and _beats(row, o))
-        row.rank_low, row.rank_high = 1 + above, len(tested) - below
+        row.rank_low, row.rank_high = _rank_interval(row, tested, _beats)
     for row in tested:
         if full is not None and row is not full and full.method in row.tests:
             row.diff_to_full = row.tests[full.method].difference
@@ -415,6 +363,37 @@ def _test_family(rows: list[Row]) -> None:
     for row in tested:
         if any(t.procedure == ONE_SEED for t in row.tests.values()) and row.role.trains:
             row.notes.append("1 seed: seed variance not accounted for; no marks")
+
+
+def _borrow(tested: list[Row]) -> None:
+    """A trained row with one seed borrows the pooled seed variance of the multi-seed rows beside it."""
+    own = [r.seed_variance for r in tested if r.seed_variance is not None and not r.seed_variance.borrowed]
+    borrowed = pooled(own)
+    for row in tested:
+        if row.role.trains and row.seed_variance is None and borrowed is not None:
+            row.seed_variance = borrowed
+            row.notes.append(f"1 seed: its seed variance is borrowed from the table's {len(own)} multi-seed systems")
+
+
+def _pairwise(tested: list[Row], matrices: dict) -> list[tuple[Row, Row]]:
+    """Every pair tested, Holm-corrected over the pairs; filled into the rows' ``tests`` and ``adjusted``."""
+    pairs, raw = [], []
+    for a, b in combinations(tested, 2):
+        test = compare(matrices[id(a)], matrices[id(b)], _seeds_of(a), _seeds_of(b))
+        if test is None:
+            continue
+        a.tests[b.method], b.tests[a.method] = test, test.flipped()
+        pairs.append((a, b))
+        raw.append(test.p)
+    for (a, b), p in zip(pairs, holm(raw, ALPHA)):
+        a.adjusted[b.method] = b.adjusted[a.method] = p
+    return pairs
+
+
+def _rank_interval(row: Row, rows: list[Row], beats) -> tuple[int, int]:
+    above = sum(1 for o in rows if o is not row and beats(o, row))
+    below = sum(1 for o in rows if o is not row and beats(row, o))
+    return 1 + above, len(rows) - below
 
 
 def _seeds_of(row: Row):

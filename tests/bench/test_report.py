@@ -126,8 +126,8 @@ def mean_squares(runs):
 def seed_aware_p(a_runs, b_runs, borrowed=None):
     """The procedure written out again from its description: Var(D) = the query part (variance of the
     seed-averaged differences over queries less each system's residual part, not below 0) + each system's variance of
-    seed means / its seeds (pooled when both have two seeds; ``borrowed`` for a one-seed ``a``); Satterthwaite
-    df with the seed parts at their 80% upper confidence limits."""
+    seed means / its seeds (``borrowed`` for a one-seed ``a``; two systems of two seeds each keep their own);
+    Satterthwaite df with the seed parts at their 80% upper confidence limits."""
     a, b = np.array(a_runs, float), np.array(b_runs, float)
     q = a.shape[1]
     d = a.mean(0) - b.mean(0)
@@ -135,10 +135,7 @@ def seed_aware_p(a_runs, b_runs, borrowed=None):
     eb = mean_squares(b)
     between = d.var(ddof=1) / q
     query = max(0.0, between - ea[2] / (len(a) * q) - eb[2] / (len(b) * q))
-    if len(a) == len(b) == 2:
-        seed_parts = [((ea[0] + eb[0]) / 2, 2)]
-    else:
-        seed_parts = [(ea[0] / len(a), ea[1]), (eb[0] / len(b), eb[1])]
+    seed_parts = [(ea[0] / len(a), ea[1]), (eb[0] / len(b), eb[1])]
     var = query + sum(v for v, _ in seed_parts)
     upper = [(v * k / stats.chi2.ppf(0.2, k), k) for v, k in seed_parts]
     spread = (

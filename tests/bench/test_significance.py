@@ -56,14 +56,28 @@ def test_generator_has_many_zeros_and_the_stated_seed_spread():
 
 def test_two_systems_with_no_true_difference_reject_at_the_nominal_rate():
     """2,000 replicates per design (sd of a rate near 0.05: 0.005). One vs three seeds: the single seed
-    borrows the other system's seed variance (equal seed variances: borrowing assumes them alike); two vs
-    two and three vs five: seed variances 3x apart, the noisier one on the smaller side for 3 vs 5."""
+    borrows the other system's seed variance (equal seed variances: borrowing assumes them alike); three vs
+    five: seed variances 3x apart, the noisier one on the smaller side."""
     rates = {
         "1v3": rejection_rate((1, 3), (EVEN, EVEN), 2000, 11),
-        "2v2": rejection_rate((2, 2), (QUIET, NOISY), 2000, 12),
         "3v5": rejection_rate((3, 5), (NOISY, QUIET), 2000, 13),
     }
     assert all(0.03 <= r <= 0.07 for r in rates.values()), rates
+
+
+def test_seed_heavy_designs_with_a_dominant_seed_variance_hold_the_rate():
+    """One system's seed effect dominates its variance (latent seed sd 0.45 against 0.05: about 9x in nDCG
+    between seed means), where a Satterthwaite df from plain estimates is liberal (docs/statistics.md). Two
+    vs two is no longer pooled (a pooled df of 2 where one variance dominates rejected 8% in 0.05's place):
+    at 3x apart it is conservative, never above the bar."""
+    rates = {
+        "2v2 heavy": rejection_rate((2, 2), (0.45, 0.05), 2000, 31),
+        "3v3 heavy": rejection_rate((3, 3), (0.45, 0.05), 2000, 32),
+        "5v3 heavy": rejection_rate((5, 3), (0.45, 0.05), 2000, 33),
+        "2v2 3x": rejection_rate((2, 2), (QUIET, NOISY), 2000, 12),
+    }
+    assert all(r <= 0.07 for r in rates.values()), rates
+    assert rates["3v3 heavy"] >= 0.03, rates
 
 
 def test_a_table_of_thirteen_systems_rarely_declares_any_trained_pair_different():
@@ -90,33 +104,15 @@ def seed_mean_spreads(rng, seed_sds, seeds):
     return [ndcg_like(rng, difficulty, seeds, sd).mean(1).std(ddof=1) for sd in seed_sds]
 
 
-def variance_rejections(iaa_sd, other_sd, seeds, replicates, seed):
-    """Three 'IAA' systems against seven others: per replicate, (any Holm-adjusted p <= 0.05, the first
-    system's raw p <= 0.05, the first system's Holm-adjusted p <= 0.05)."""
-    from bench.report.publish import seed_variance_tests
+def test_claim_three_brown_forsythe_holds_its_rate_and_states_its_power():
+    """Claim 3's spread test (claims.brown_forsythe) on 3 vs 3 normal seed means of equal spread rejects at or
+    under its nominal rate (2,000 replicates); its stated power (claims.spread_power, a 3x smaller sd) is
+    seeded (the same figure twice): none at 3 vs 3 (with 3 seeds one deviation from the median is always 0),
+    most of the time at 10 vs 10."""
+    from bench.report.claims import brown_forsythe, spread_power
 
-    rng = np.random.default_rng(seed)
-    names = [f"iaa{i}" for i in range(3)] + [f"other{i}" for i in range(7)]
-    found = []
-    for _ in range(replicates):
-        spread = dict(zip(names, seed_mean_spreads(rng, [iaa_sd] * 3 + [other_sd] * 7, seeds), strict=True))
-        tests = seed_variance_tests(spread, dict.fromkeys(names, seeds), names[:3])
-        adjusted = [q for _, _, q in tests.values()]
-        found.append((min(adjusted) <= 0.05, tests["iaa0"][1] <= 0.05, tests["iaa0"][2] <= 0.05))
-    return np.mean(found, axis=0)
-
-
-def test_the_steadier_over_seeds_f_tests_hold_their_family_wise_rate_and_find_a_real_difference(monkeypatch):
-    """The board's third claim (publish.seed_variance_tests): 3 seeds per system, equal seed variances,
-    2,000 replicates (sd of a rate near 0.05: 0.005): one F-test rejects at its nominal rate on these
-    bounded, zero-heavy seed means, and Holm over the three keeps the family's rate at or under it. With 10
-    seeds and a seed sd 3x smaller for the IAA systems, the difference is found most of the time."""
-    import gc
-
-    # statsmodels' Holm runs gc.collect() on every call (0.16 s with torch loaded): skipped here, numbers alike
-    monkeypatch.setattr(gc, "collect", lambda *args: 0)
-    family, raw, _ = variance_rejections(EVEN, EVEN, 3, 2000, 21)
-    assert 0.03 <= raw <= 0.07, raw
-    assert family <= 0.06, family
-    _, _, found = variance_rejections(QUIET, NOISY, 10, 300, 22)
-    assert found >= 0.8, found
+    rng = np.random.default_rng(41)
+    rate = np.mean([brown_forsythe(rng.normal(0, 1, 3), rng.normal(0, 1, 3)) <= 0.05 for _ in range(2000)])
+    assert rate <= 0.07, rate
+    assert spread_power(3, 3) == spread_power(3, 3)
+    assert spread_power(3, 3) < 0.05 and spread_power(10, 10) >= 0.5
