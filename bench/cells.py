@@ -213,7 +213,7 @@ def expand(suite, over=None) -> list[Cell]:
                     continue
                 budgets = ["native"] if methods.get_method(name).fixed else top.budgets
                 for budget in budgets:
-                    for seed in top.seeds:
+                    for seed in [*top.seeds, *top.extra_seeds.get(name, [])]:
                         settings = {**train.model_dump(), "lr": train.lr_for(name)}
                         cells.append(
                             Cell(

@@ -97,6 +97,9 @@ class SuiteModel(Settings):
     # a winner at an edge of a searched setting's values: the next value beyond it (the same ratio) is run on
     # every search seed, up to this many a side ({lr: 2}); a winner still at the edge then is flagged
     search_extend: dict[str, PositiveInt] = {}
+    # seeds beyond `seeds` for some methods ({full: [7, 21]}): final seeds at the selected configuration (the
+    # reference's seed variance is in every claim-1 comparison: more of its seeds pay; docs/statistics.md)
+    extra_seeds: dict[str, list[StrictInt]] = {}
     # claim 2 of a board (IAA-L at least Adapter): the non-inferiority margin, declared before the run
     non_inferiority_margin: PositiveFloat | None = None
     # a method's named options (knobs) away from its authors' defaults: {qpeft-r: {mlp: residual}}
@@ -132,6 +135,18 @@ class SuiteModel(Settings):
                 if not isinstance(choices, list) or not choices:
                     raise ValueError(f"search.{key}: give a list of values to try (got {choices!r})")
                 _unique(choices, f"search.{key} value")
+        return value
+
+    @field_validator("extra_seeds")
+    @classmethod
+    def _extra_seeds(cls, value, info):
+        for name, seeds in value.items():
+            if not systems.role(name).trains:
+                raise ValueError(f"extra_seeds.{name}: {name} trains nothing, so it has no seeds")
+            _unique(_seed_range(seeds), f"extra_seeds.{name} seed")
+            repeated = sorted(set(seeds) & set(info.data.get("seeds") or []))
+            if repeated:
+                raise ValueError(f"extra_seeds.{name}: seed {repeated[0]} is already one of the grid's seeds")
         return value
 
     @field_validator("search_seeds", mode="before")
@@ -326,6 +341,7 @@ def overrides_from(args) -> Overrides:
             top["seeds"] = [int(s) for s in _csv(get("seeds"))]
         except ValueError:
             raise BenchError(f"--seeds {get('seeds')!r}: give comma-separated integers") from None
+        top["extra_seeds"] = {}  # --seeds names every seed the grid runs
     if get("datasets") is not None:
         top["datasets"] = [dataset_entry(d) for d in _csv(get("datasets"))]
     if get("precision") is not None:
