@@ -23,6 +23,7 @@ import numpy as np
 
 from ..fmt import metric_label, num
 from ..systems import Role
+from .ranks import headline_rows
 from .significance import holm
 from .stats import ALPHA, Row, metric_order
 
@@ -37,10 +38,7 @@ def claims(rows: list[Row], margin: float | None = None) -> list[str]:
     """Per headline table (stage, dataset, its headline metric): the three claims."""
     out = []
     metric = {stage: metric_order({r.metric for r in rows if r.stage == stage})[0] for stage in {r.stage for r in rows}}
-    tables: dict[tuple, list[Row]] = {}
-    for row in rows:
-        if row.metric == metric[row.stage]:
-            tables.setdefault((row.stage, row.dataset, row.metric), []).append(row)
+    tables = {key: members for key, members in headline_rows(rows).items() if key[2] == metric[key[0]]}
     for (stage, dataset, name), members in sorted(tables.items()):
         peft = [r for r in members if r.role is Role.PEFT]
         if not any(r.values for r in peft):
@@ -211,9 +209,9 @@ def _spreads(peft: list[Row]) -> list[str]:
     rows = [(r, a) for r, a in rows if a is not None]
     answerable = [(r, a) for r, a in rows if min(r.seeds, a.seeds) >= MIN_SPREAD_SEEDS]
     lines = []
-    adjusted = holm([brown_forsythe(r.values, a.values) for r, a in answerable], ALPHA)
-    for (row, adapter), p in zip(answerable, adjusted, strict=True):
-        raw = brown_forsythe(row.values, adapter.values)
+    raws = [brown_forsythe(r.values, a.values) for r, a in answerable]
+    adjusted = holm(raws, ALPHA)
+    for (row, adapter), raw, p in zip(answerable, raws, adjusted, strict=True):
         word = "steadier" if (row.std or 0) < (adapter.std or 0) else "less steady"
         verdict = f"significantly {word}" if p <= ALPHA else f"{word} in this sample, not significantly"
         lines.append(

@@ -8,7 +8,7 @@ import io
 
 from ..fmt import duration, metric_label, num
 from ..systems import Role
-from .ranks import headline_ranks
+from .ranks import headline_ranks, in_headline
 from .stats import ALPHA, Row, families, metric_order
 
 CSV_FIELDS = [
@@ -140,7 +140,7 @@ def headline(rows: list[Row]):
         datasets = sorted({r.dataset for r in stage_rows})
         lines: dict[tuple, dict] = {}
         for r in stage_rows:
-            if r.metric == metric and (r.role is Role.PEFT or r.family_budget == _first_budget(stage_rows, r)):
+            if r.metric == metric and in_headline(stage_rows, r):
                 lines.setdefault((r.method, r.budget), {})[r.dataset] = r
         order = {Role.FIRST_STAGE: 0, Role.UNTRAINED: 1, Role.REFERENCE: 2, Role.PEFT: 3, Role.OTHER: 4}
         items = []
@@ -157,13 +157,6 @@ def headline(rows: list[Row]):
                 )
             )
         yield stage, metric, datasets, [item[-1] for item in sorted(items, key=lambda i: i[:4])]
-
-
-def _first_budget(rows: list[Row], row: Row) -> str:
-    """A reference or baseline row sits in every budget's table: the headline shows it once."""
-    return min(
-        r.family_budget for r in rows if (r.method, r.dataset, r.metric) == (row.method, row.dataset, row.metric)
-    )
 
 
 def family_tables(rows: list[Row]):

@@ -11,16 +11,20 @@ from .significance import seed_variance
 from .stats import Row, _aligned, _beats, _borrow, _matrix, _pairwise, _rank_interval
 
 
+def in_headline(rows: list[Row], row: Row) -> bool:
+    """Whether the headline shows this row: every PEFT row; a reference or baseline row sits in every
+    budget's family, and the headline shows it once, its first budget's copy."""
+    if row.role is Role.PEFT:
+        return True
+    key = (row.stage, row.method, row.dataset, row.metric)
+    return row.family_budget == min(r.family_budget for r in rows if (r.stage, r.method, r.dataset, r.metric) == key)
+
+
 def headline_rows(rows: list[Row]) -> dict[tuple, list[Row]]:
-    """Per (stage, dataset, metric): the rows of its headline table, every PEFT row (each at its budget) and
-    full fine-tuning and the baselines once (the copy in their first budget's family)."""
-    first: dict[tuple, str] = {}
-    for r in rows:
-        key = (r.stage, r.dataset, r.metric, r.method, r.budget)
-        first[key] = min(first.get(key, r.family_budget), r.family_budget)
+    """Per (stage, dataset, metric): the rows of its headline table."""
     out: dict[tuple, list[Row]] = {}
     for r in rows:
-        if r.role is Role.PEFT or r.family_budget == first[(r.stage, r.dataset, r.metric, r.method, r.budget)]:
+        if in_headline(rows, r):
             out.setdefault((r.stage, r.dataset, r.metric), []).append(r)
     return out
 

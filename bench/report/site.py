@@ -12,6 +12,7 @@ from ..fmt import metric_label, num
 from ..results import LoadedCell, Status
 from ..systems import Role
 from . import export, plots, search_views
+from .ranks import in_headline
 from .stability import Stability, smooth, stability
 from .stats import Row, build_rows, hidden_metrics
 
@@ -194,7 +195,7 @@ def _index_page(
     for cell in cells:
         counts[cell.status.value] = counts.get(cell.status.value, 0) + 1
     stages = sorted({r.stage for r in rows})
-    unique = [r for r in rows if r.role is Role.PEFT or r.family_budget == export._first_budget(rows, r)]
+    unique = [r for r in rows if in_headline(rows, r)]
     pareto = [
         (
             f"{stage} · {dataset} · nDCG@10 against {axis.label}",
