@@ -91,6 +91,9 @@ class TrainSettings(Settings):
     # on: a run at chance at the collapse checkpoint stops there (bench/collapse.py; collapsed either way);
     # its id_default is on, so cells run before the rule keep their ids (no trained cell of the boards stops)
     stop_collapsed: StrictBool = setting(True)
+    # parallel_dropout: attention through bench/attention.py while training on the CPU (the same math, its
+    # dropout masks drawn on every core: another random stream); sdpa: transformers' SDPA, as before
+    train_attention: Literal["sdpa", "parallel_dropout"] = setting("sdpa")
 
     @model_validator(mode="before")
     @classmethod

@@ -2,7 +2,8 @@
 
 - ``training``: per stage, method and length: examples/s, tokens/s, FLOPs per step, achieved FLOP/s as a
   fraction of the measured peak, peak memory; ``full`` and ``lora`` also through transformers' Trainer
-  (+ peft's LoRA), ``ratio`` = ours / reference;
+  (+ peft's LoRA), ``ratio`` = ours / reference; encoder stages also as ``ours_parallel_dropout`` (the
+  setting ``train_attention: parallel_dropout``) with its ``ratio_parallel_dropout``;
 - ``evaluation``: reranking and encoding against sentence-transformers; the qlm stage's scoring;
 - ``ablations``, ``caches``, ``grid``: each speed-up on and off, the shared caches, the grid's overhead.
 
@@ -28,6 +29,9 @@ QUICK = {
     "stages": "rerank,dense,qlm",
     "methods": "full,lora",
 }
+
+
+PARALLEL = "ours_parallel_dropout"  # ours with train_attention: parallel_dropout (bench/attention.py)
 
 
 def _csv(text: str) -> list[str]:
@@ -135,9 +139,21 @@ def run_perf(args) -> int:
                 stacks = ["ours"] + (
                     ["reference"] if method in training.REFERENCE_METHODS and stage.perf.reference_model else []
                 )
+                if stage.family == "encoder":  # the stage's default attention, then train_attention parallel_dropout
+                    stacks.insert(1, PARALLEL)
                 for stack in stacks:
                     row[stack] = training.measure(
-                        stage, method, length, stack, model, precision, args.batch, args.group, args.steps, args.warmup
+                        stage,
+                        method,
+                        length,
+                        "ours" if stack == PARALLEL else stack,
+                        model,
+                        precision,
+                        args.batch,
+                        args.group,
+                        args.steps,
+                        args.warmup,
+                        attention="parallel_dropout" if stack == PARALLEL else None,
                     )
                     row[stack]["fraction_of_peak"] = row[stack]["flops_per_s"] / peak
                     print(
@@ -146,6 +162,10 @@ def run_perf(args) -> int:
                     )
                 if "reference" in row:
                     row["ratio"] = row["ours"]["examples_per_s"] / row["reference"]["examples_per_s"]
+                    if PARALLEL in row:
+                        row["ratio_parallel_dropout"] = (
+                            row[PARALLEL]["examples_per_s"] / row["reference"]["examples_per_s"]
+                        )
                 report["training"].append(row)
                 save()
     encoder_stages = [st for st in s["stages"] if st.family == "encoder"]

@@ -78,13 +78,14 @@ def measure(
     warmup: int,
     fused: bool = True,
     compile_: bool = False,
+    attention: str | None = None,
 ) -> dict:
     """One training measurement: examples/s, tokens/s, FLOPs per step, FLOP/s and peak memory."""
     queries, group = stage.perf.shape(batch, group)
     reset_peak_memory()
     if stack == "ours":
         seconds, flops, trainable = _ours(
-            stage, method, length, model, precision, queries, group, steps, warmup, fused, compile_
+            stage, method, length, model, precision, queries, group, steps, warmup, fused, compile_, attention
         )
     else:
         seconds, flops, trainable = _reference(stage, method, length, model, precision, queries, group, steps, warmup)
@@ -102,10 +103,13 @@ def measure(
     }
 
 
-def _ours(stage, method, length, model, precision, queries, group, steps, warmup, fused, compile_):
+def _ours(stage, method, length, model, precision, queries, group, steps, warmup, fused, compile_, attention):
+    from ..attention import use_parallel_dropout
     from ..train import make_accelerator, train
 
     built, loss, record = ours_setup(stage, method, model)
+    if (attention or stage.Train().train_attention) == "parallel_dropout":  # as a cell's fit() does
+        use_parallel_dropout(built.model)
     if compile_:
         built.model.compile(dynamic=False)  # fixed shapes here
     batch = stage.perf.batch(built, length, queries, group)
@@ -232,6 +236,12 @@ def ablations(
     if precision != "no":
         off = measure(stage, "lora", 128, "ours", precision="no", **common)["examples_per_s"]
         out["bf16_autocast"] = {"on": on, "off": off, "speedup": on / off}
+    parallel = measure(stage, "lora", 128, "ours", precision=precision, attention="parallel_dropout", **common)
+    out["parallel_dropout_attention"] = {
+        "on": parallel["examples_per_s"],
+        "off": on,
+        "speedup": parallel["examples_per_s"] / on,
+    }
     fused = measure(stage, "full", 128, "ours", precision=precision, **common)["examples_per_s"]
     unfused = measure(stage, "full", 128, "ours", precision=precision, fused=False, **common)["examples_per_s"]
     out["fused_adamw_full"] = {"on": fused, "off": unfused, "speedup": fused / unfused}

@@ -25,6 +25,7 @@ import torch.nn as nn
 import methods
 
 from .. import environment, results
+from ..attention import use_parallel_dropout
 from ..data import Collection, cached_collection, limit_queries
 from ..errors import BenchError
 from ..evaluate import evaluate_run
@@ -175,6 +176,8 @@ def _train_candidates(cell, cache: Path) -> tuple[Collection, dict]:
 def fit(stage: Stage, cell, built: Built, settings: TrainSettings, directory: Path, cache: Path, accelerator):
     """The training every stage shares: groups from the first stage, the one loop, saved tensors."""
     model = built.model
+    if settings.train_attention == "parallel_dropout":
+        use_parallel_dropout(model)
     _maybe_compile(cell, model)
     train_coll, train_cands = _train_candidates(cell, cache)
     groups = EpochGroups(

@@ -164,3 +164,28 @@ def test_a_suite_note_is_shown_under_its_leaderboards_and_leaves_cells_alone(tmp
     assert reported.returncode == 0, reported.stderr[-3000:]
     assert f'<p class="note">{note}</p>' in (tmp_path / "reports" / "noted" / "index.html").read_text()
     assert f"- {note}" in (tmp_path / "reports" / "noted" / "leaderboard.md").read_text()
+
+
+def test_train_attention_parallel_dropout_is_its_own_seeded_cell(tmp_path):
+    """The setting switches the cell's attention (another dropout stream: other losses than sdpa's), keys its
+    own cell id, and gives the same losses for the same seed."""
+
+    def losses(name, attention, store):
+        train = {"steps": 3, "batch_queries": 2, "group_size": 3, "max_length": 32}
+        if attention:
+            train["train_attention"] = attention
+        base = tmp_path / store
+        suite = write_toy_suite(base, name, methods="full", budgets=[0.5], train=train)
+        done = bench("run", "--suite", str(suite), "--out", str(base / "runs"), env_path=base / "data")
+        assert done.returncode == 0, done.stderr[-3000:]
+        (cell,) = [c for c in (base / "runs" / name).iterdir() if (c / "train_log.jsonl").exists()]
+        log = [json.loads(line)["loss"] for line in (cell / "train_log.jsonl").read_text().splitlines()]
+        return cell.name, json.loads((cell / "config.json").read_text())["train"]["train_attention"], log
+
+    sdpa_id, sdpa_setting, sdpa = losses("att", None, "a")
+    pd_id, pd_setting, parallel = losses("att", "parallel_dropout", "b")
+    again_id, _, again = losses("att", "parallel_dropout", "c")
+    assert (sdpa_setting, pd_setting) == ("sdpa", "parallel_dropout")
+    assert sdpa_id != pd_id == again_id
+    assert parallel == again
+    assert parallel != sdpa
