@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
+
+from .errors import BenchError
 
 NAME = "bench_parallel_dropout"
 CHUNKS = 8  # fixed, so a seed gives the same masks on any number of threads
@@ -93,15 +96,30 @@ def register() -> str:
     return NAME
 
 
+def dispatches(module: torch.nn.Module) -> bool:
+    """Whether the module's modeling file looks its attention up in transformers' ``AttentionInterface``
+    (transformers 5's BERT does; 4.57's BERT picks a fixed SDPA class at construction)."""
+    return getattr(sys.modules.get(type(module).__module__), "ALL_ATTENTION_FUNCTIONS", None) is not None
+
+
 def use_parallel_dropout(model: torch.nn.Module) -> int:
     """Switch every transformers model inside ``model`` (towers included) from SDPA to this function;
-    the number switched. Models on another implementation (eager, flash) are left as they are."""
+    the number switched. Models on another implementation (eager, flash) are left as they are; a model
+    on SDPA that cannot switch is an error, never a silent SDPA run."""
     name = register()
     switched = 0
     for module in model.modules():
         config = getattr(module, "config", None)
-        if getattr(config, "_attn_implementation", None) != "sdpa":
+        if getattr(config, "_attn_implementation", None) != "sdpa" or not hasattr(module, "base_model_prefix"):
             continue
+        if not dispatches(module):
+            import transformers
+
+            raise BenchError(
+                f"train_attention: parallel_dropout: {type(module).__name__} on transformers "
+                f"{transformers.__version__} does not dispatch its attention through AttentionInterface; "
+                "use train_attention: sdpa or transformers 5"
+            )
         if hasattr(module, "set_attn_implementation"):
             module.set_attn_implementation(name)
         else:  # transformers before set_attn_implementation

@@ -31,7 +31,7 @@ QUICK = {
 }
 
 
-PARALLEL = "ours_parallel_dropout"  # ours with train_attention: parallel_dropout (bench/attention.py)
+PARALLEL = "ours_parallel_dropout"  # ours with train_attention: parallel_dropout, where the backbone can switch
 
 
 def _csv(text: str) -> list[str]:
@@ -139,7 +139,7 @@ def run_perf(args) -> int:
                 stacks = ["ours"] + (
                     ["reference"] if method in training.REFERENCE_METHODS and stage.perf.reference_model else []
                 )
-                if stage.family == "encoder":  # the stage's default attention, then train_attention parallel_dropout
+                if stage.family == "encoder" and training.parallel_dropout_runs(stage, model):
                     stacks.insert(1, PARALLEL)
                 for stack in stacks:
                     row[stack] = training.measure(

@@ -46,6 +46,14 @@ def base_model(stage_name: str, model: str):
     return stage.build(perf_cell(stage, "full", model))
 
 
+def parallel_dropout_runs(stage, model: str) -> bool:
+    """Whether ``train_attention: parallel_dropout`` can switch this backbone on this transformers."""
+    from ..attention import dispatches
+
+    built = base_model(stage.name, model)
+    return all(dispatches(m) for m in built.model.modules() if hasattr(m, "base_model_prefix"))
+
+
 def ours_setup(stage, method: str, model: str):
     import methods
 
@@ -236,12 +244,13 @@ def ablations(
     if precision != "no":
         off = measure(stage, "lora", 128, "ours", precision="no", **common)["examples_per_s"]
         out["bf16_autocast"] = {"on": on, "off": off, "speedup": on / off}
-    parallel = measure(stage, "lora", 128, "ours", precision=precision, attention="parallel_dropout", **common)
-    out["parallel_dropout_attention"] = {
-        "on": parallel["examples_per_s"],
-        "off": on,
-        "speedup": parallel["examples_per_s"] / on,
-    }
+    if parallel_dropout_runs(stage, model):
+        parallel = measure(stage, "lora", 128, "ours", precision=precision, attention="parallel_dropout", **common)
+        out["parallel_dropout_attention"] = {
+            "on": parallel["examples_per_s"],
+            "off": on,
+            "speedup": parallel["examples_per_s"] / on,
+        }
     fused = measure(stage, "full", 128, "ours", precision=precision, **common)["examples_per_s"]
     unfused = measure(stage, "full", 128, "ours", precision=precision, fused=False, **common)["examples_per_s"]
     out["fused_adamw_full"] = {"on": fused, "off": unfused, "speedup": fused / unfused}

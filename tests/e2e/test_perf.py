@@ -42,11 +42,15 @@ def test_perf_writes_training_evaluation_and_peak_figures(tmp_path):
     report = json.loads(out.read_text())
     assert report["peak_matmul_flops"]["fp32"] > 0
     rows = {r["method"]: r for r in report["training"]}
+    switches = int(__import__("transformers").__version__.split(".")[0]) >= 5  # BERT on AttentionInterface
     assert set(rows) == {"full", "lora"}
     for row in rows.values():
         assert row["ratio"] > 0 and row["ours"]["tokens_per_s"] > 0 and row["reference"]["examples_per_s"] > 0
         assert 0 < row["ours"]["fraction_of_peak"]
-        assert row["ratio_parallel_dropout"] > 0 and row["ours_parallel_dropout"]["fraction_of_peak"] > 0
+        if switches:
+            assert row["ratio_parallel_dropout"] > 0 and row["ours_parallel_dropout"]["fraction_of_peak"] > 0
+        else:  # transformers 4.57's BERT cannot switch: the row says nothing about it
+            assert "ours_parallel_dropout" not in row
     # optimizer state only for trainable tensors: LoRA's is a sliver of full fine-tuning's, and so is its memory
     assert rows["lora"]["ours"]["optimizer_state_mb"] < rows["full"]["ours"]["optimizer_state_mb"] / 50
     assert rows["lora"]["ours"]["peak_memory_mb"] < rows["full"]["ours"]["peak_memory_mb"]
@@ -58,7 +62,8 @@ def test_perf_writes_training_evaluation_and_peak_figures(tmp_path):
         "sdpa_attention",
         "training",
     }
-    assert {"bf16_autocast", "fused_adamw_full", "parallel_dropout_attention"} <= set(report["ablations"]["training"])
+    assert {"bf16_autocast", "fused_adamw_full"} <= set(report["ablations"]["training"])
+    assert ("parallel_dropout_attention" in report["ablations"]["training"]) == switches
     assert all(row["speedup"] > 0 for row in report["ablations"]["training"].values())
     assert report["caches"]["candidates"]["cached_s"] < report["caches"]["candidates"]["computed_s"]
     assert "ratio" in done.stdout and "pairs/s" in done.stdout
