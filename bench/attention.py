@@ -1,10 +1,12 @@
-"""Attention whose dropout masks are drawn on every core (``dropout_rng: parallel``).
+"""Attention whose dropout masks are drawn on every core (the training setting ``train_attention:
+parallel_dropout``).
 
 On the CPU, torch draws a dropout mask with one mt19937 stream on one core, and a dropout on the
-attention probabilities keeps SDPA off its fused kernel: at 256 tokens the masks of a MiniLM step were
-a fifth of its time (docs/perf.md). This function is SDPA's math path (scores, mask, softmax, dropout,
-values) with the keep-mask drawn in a fixed number of chunks, each from its own generator seeded from
-the global one: the same Bernoulli(1 - p) law and the same numbers for a seed whatever the thread
+attention probabilities keeps SDPA off its fused kernel, on a math path that works in fp32: at 256 tokens
+the masks alone were a quarter of a MiniLM step (docs/perf.md). This function is that math written out as
+transformers' eager attention does it under autocast (scores, mask, softmax, dropout, values, in the
+autocast dtype) with the keep-mask drawn in a fixed number of chunks, each from its own generator seeded
+from the global one: the same Bernoulli(1 - p) law and the same numbers for a seed whatever the thread
 count, but not the stream torch's own dropout draws. Without dropout (evaluation, p 0) and on a GPU,
 where SDPA's dropout is fused, it is SDPA itself."""
 
@@ -102,15 +104,26 @@ def dispatches(module: torch.nn.Module) -> bool:
     return getattr(sys.modules.get(type(module).__module__), "ALL_ATTENTION_FUNCTIONS", None) is not None
 
 
+def _transformers_models(model: torch.nn.Module) -> list[torch.nn.Module]:
+    return [m for m in model.modules() if hasattr(m, "base_model_prefix") and hasattr(m, "config")]
+
+
+def can_switch(model: torch.nn.Module) -> bool:
+    """Whether every transformers model inside ``model`` dispatches its attention (so the setting can run)."""
+    return all(dispatches(m) for m in _transformers_models(model))
+
+
 def use_parallel_dropout(model: torch.nn.Module) -> int:
     """Switch every transformers model inside ``model`` (towers included) from SDPA to this function;
     the number switched. Models on another implementation (eager, flash) are left as they are; a model
-    on SDPA that cannot switch is an error, never a silent SDPA run."""
+    on SDPA that cannot switch, or nothing to switch at all, is an error, never a silent SDPA run."""
     name = register()
     switched = 0
-    for module in model.modules():
-        config = getattr(module, "config", None)
-        if getattr(config, "_attn_implementation", None) != "sdpa" or not hasattr(module, "base_model_prefix"):
+    found = set()
+    for module in _transformers_models(model):
+        config = module.config
+        found.add(str(getattr(config, "_attn_implementation", None)))
+        if getattr(config, "_attn_implementation", None) not in ("sdpa", name):
             continue
         if not dispatches(module):
             import transformers
@@ -125,4 +138,9 @@ def use_parallel_dropout(model: torch.nn.Module) -> int:
         else:  # transformers before set_attn_implementation
             config._attn_implementation = name
         switched += 1
+    if not switched:
+        raise BenchError(
+            f"train_attention: parallel_dropout: no SDPA attention to switch in this model (attention: "
+            f"{', '.join(sorted(found)) or 'none'}); use train_attention: sdpa"
+        )
     return switched

@@ -48,10 +48,9 @@ def base_model(stage_name: str, model: str):
 
 def parallel_dropout_runs(stage, model: str) -> bool:
     """Whether ``train_attention: parallel_dropout`` can switch this backbone on this transformers."""
-    from ..attention import dispatches
+    from ..attention import can_switch
 
-    built = base_model(stage.name, model)
-    return all(dispatches(m) for m in built.model.modules() if hasattr(m, "base_model_prefix"))
+    return can_switch(base_model(stage.name, model).model)
 
 
 def ours_setup(stage, method: str, model: str):

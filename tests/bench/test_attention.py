@@ -92,13 +92,9 @@ def test_keep_mask_has_the_bernoulli_rate_and_is_the_same_on_any_thread_count():
     assert not torch.equal(chunks[0][:1000], chunks[1][:1000])
 
 
-def _dispatching(model) -> bool:
-    return all(attention.dispatches(m) for m in model.modules() if hasattr(m, "base_model_prefix"))
-
-
 def test_a_model_that_cannot_switch_is_an_error():
     model = tiny_model(attn="sdpa")
-    if _dispatching(model):
+    if attention.can_switch(model):
         pytest.skip("this transformers' BERT dispatches through AttentionInterface")
     with pytest.raises(BenchError, match="does not dispatch its attention"):
         attention.use_parallel_dropout(model)
@@ -108,7 +104,7 @@ def test_a_switched_model_equals_sdpa_in_evaluation_and_is_seeded_in_training():
     inputs = tiny_inputs()
     sdpa = tiny_model(attn="sdpa")
     ours = tiny_model(attn="sdpa")
-    if not _dispatching(ours):
+    if not attention.can_switch(ours):
         pytest.skip("this transformers' BERT picks its SDPA class at construction (4.57)")
     assert attention.use_parallel_dropout(ours) >= 1
     assert ours.config._attn_implementation == attention.NAME
@@ -125,8 +121,8 @@ def test_a_switched_model_equals_sdpa_in_evaluation_and_is_seeded_in_training():
     assert not torch.allclose(runs[0], other)
 
 
-@pytest.mark.parametrize("attn", ["eager"])
-def test_other_implementations_are_left_alone(attn):
-    model = tiny_model(attn=attn)
-    assert attention.use_parallel_dropout(model) == 0
-    assert model.config._attn_implementation == attn
+def test_a_model_without_sdpa_is_an_error_and_left_as_it_was():
+    model = tiny_model(attn="eager")
+    with pytest.raises(BenchError, match="no SDPA attention to switch .*eager"):
+        attention.use_parallel_dropout(model)
+    assert model.config._attn_implementation == "eager"
