@@ -97,6 +97,9 @@ class SuiteModel(Settings):
     # a winner at an edge of a searched setting's values: the next value beyond it (the same ratio) is run on
     # every search seed, up to this many a side ({lr: 2}); a winner still at the edge then is flagged
     search_extend: dict[str, PositiveInt] = {}
+    # budget curves: {lr: 0.5} searches each other budget on the suite's values for the setting rescaled so
+    # their median is the method's winner at the neighbouring budget toward 0.5 (which runs first)
+    search_centre: dict[str, PositiveFloat] = {}
     # seeds beyond `seeds` for some methods ({full: [7, 21]}): final seeds at the selected configuration (the
     # reference's seed variance is in every claim-1 comparison: more of its seeds pay; docs/statistics.md)
     extra_seeds: dict[str, list[StrictInt]] = {}
@@ -262,6 +265,16 @@ def parse_suite(raw: dict, where: str) -> Suite:
             raise BenchError(
                 f"suite {where}: search_extend.{key}: {key} is not searched (search: {sorted(top.search)})"
             )
+    for key, anchor in top.search_centre.items():
+        if key not in top.search:
+            raise BenchError(
+                f"suite {where}: search_centre.{key}: {key} is not searched (search: {sorted(top.search)})"
+            )
+        numbers = [methods_pct(b) for b in top.budgets]
+        if anchor not in numbers:
+            raise BenchError(
+                f"suite {where}: search_centre.{key}: budget {anchor:g} is not one of the suite's budgets {top.budgets}"
+            )
     owned = {}
     for key in owned_keys & set(raw):
         owner = next(s for s in stages.values() if s.section_key == key)
@@ -270,6 +283,13 @@ def parse_suite(raw: dict, where: str) -> Suite:
     for name in set(stages) & set(raw):
         sections[name] = _stage_section(raw[name] or {}, stages[name], where)
     return Suite(top=top, sections=sections, owned=owned, where=where)
+
+
+def methods_pct(budget: str) -> float | None:
+    """The percentage of a budget ("0.5", "paper:0.5"), None for native."""
+    import methods
+
+    return methods.parse_budget(budget)[1]
 
 
 def _check_search(top: SuiteModel, where: str) -> None:

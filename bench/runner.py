@@ -142,6 +142,8 @@ def search_line(grid, store: RunStore) -> str:
     decided = sum(1 for g in grid.groups if g.final_cells(store))
     capped = next((g.capped for g in grid.groups if g.capped), None)
     cost = f"; search cells on {capped}" if capped else ""
+    waiting = sum(1 for g in grid.groups if g.waiting(store))
+    cost += f"; {waiting} searches wait for the winner at their neighbouring budget (search_centre)" if waiting else ""
     return (
         f"search: {finished}/{len(search)} search cells done; a configuration selected on validation for "
         f"{decided}/{len(grid.groups)} (stage, dataset, method, budget); the search adds {grid.added_cells()} "

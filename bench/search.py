@@ -63,6 +63,9 @@ class Group:
     metric: str
     searched: dict = field(default_factory=dict)
     extend: dict = field(default_factory=dict)  # setting -> values added beyond each edge at most (search_extend)
+    # search_centre: (setting, the group at the neighbouring budget toward the anchor) whose winner this
+    # group's values are centred on; this group's search waits for that selection
+    centre: tuple[str, Group] | None = None
 
     @property
     def key(self) -> tuple:
@@ -74,11 +77,47 @@ class Group:
         train = stage.Train(**{**cell.train, **config, **changes.pop("train", {})}).model_dump()
         return cell.replace(train=train, **changes)
 
+    def start_configs(self, store: RunStore | None = None) -> list[dict]:
+        """The configurations the search starts from: the suite's, or with ``search_centre`` the suite's
+        values scaled so that their median is the neighbouring budget's winner ([] while that one is
+        unselected). Without a store: the suite's (what counts and input checks use)."""
+        if self.centre is None or store is None:
+            return list(self.configs)
+        winner = self.centre_value(store)
+        if winner is None:
+            return []
+        axis = self.centre[0]
+        values = sorted(c[axis] for c in self.configs)
+        half = len(values) // 2  # the median: the middle value (an odd count), else the two middle ones' geometric mean
+        middle = values[half] if len(values) % 2 else math.sqrt(values[half - 1] * values[half])
+        return [{**c, axis: float(f"{c[axis] * winner / middle:.3g}")} for c in self.configs]
+
+    def centre_value(self, store: RunStore) -> float | None:
+        """The neighbouring budget's selected value of the centred setting, None until it is selected."""
+        axis, neighbour = self.centre
+        chosen = neighbour.chosen(store)
+        return None if chosen is None else chosen[axis]
+
+    def waiting(self, store: RunStore) -> bool:
+        """A centred search whose neighbouring budget has no winner yet."""
+        return self.centre is not None and self.centre_value(store) is None
+
+    def chosen(self, store: RunStore) -> dict | None:
+        """The selected configuration, None while a search cell is unfinished or none has a score."""
+        configs = self.configs_now(store)
+        if not configs or self.pending_search(store):
+            return None
+        scores = self.scores(store, configs)
+        chosen = select_on_validation({k: list(v.values()) for k, v in scores.items()})
+        return None if chosen is None else next(c for c in configs if label(c) == chosen)
+
     def configs_now(self, store: RunStore | None = None) -> list[dict]:
-        """The configurations searched so far: the suite's, then, while every cell of them is finished and
-        the best sits at an edge of an extended setting, the next value beyond that edge (the ratio of the
-        edge to its neighbour), up to ``extend`` values a side. Without a store: the suite's."""
-        configs = list(self.configs)
+        """The configurations searched so far: the start (``start_configs``), then, while every cell of them
+        is finished and the best sits at an edge of an extended setting, the next value beyond that edge (the
+        ratio of the edge to its neighbour), up to ``extend`` values a side. Without a store: the suite's."""
+        configs = self.start_configs(store)
+        if not configs:
+            return configs
         axis = self._extended_axis()
         if store is None or axis is None:
             return configs
@@ -141,14 +180,11 @@ class Group:
     def final_cells(self, store: RunStore) -> list[Cell]:
         """The selected configuration's cells for every seed (scoring validation and test), or [] while a
         search cell is unfinished or no configuration has a score."""
-        configs = self.configs_now(store)
-        if self.pending_search(store):
+        config = self.chosen(store)
+        if config is None:
             return []
+        configs, start = self.configs_now(store), self.start_configs(store)
         scores = self.scores(store, configs)
-        chosen = select_on_validation({k: list(v.values()) for k, v in scores.items()})
-        if chosen is None:
-            return []
-        config = next(c for c in configs if label(c) == chosen)
         axis = self._extended_axis()
         edge = self._edge(configs, axis, store) if axis else None
         selection = {
@@ -159,10 +195,11 @@ class Group:
             "rule": TIE_RULE,
             "search_seeds": self.search_seeds,
             "capped": self.capped,
+            **({"centred_on": self._centred_on(store)} if self.centre else {}),
             **(
                 {  # the winner still at an edge once the cap was reached: the best value may lie beyond it
                     "extend": self.extend,
-                    "extended": [c for c in configs if c not in self.configs],
+                    "extended": [c for c in configs if c not in start],
                     "edge_at_cap": edge,
                 }
                 if self.extend
@@ -178,6 +215,10 @@ class Group:
             ],
         }
         return [self._with(c, config, scoring="all", selection=selection) for c in self.cells]
+
+    def _centred_on(self, store: RunStore) -> dict:
+        axis, neighbour = self.centre
+        return {"budget": neighbour.cells[0].budget, axis: self.centre_value(store), "start": self.start_configs(store)}
 
     def added_cells(self) -> int:
         """Cells the search adds to the grid: every configuration on the search seeds, less the selected
@@ -255,13 +296,46 @@ def plan(suite, over=None) -> Plan:
                 [], configs, seeds, dict(top.search_train), headline(cell), _unique(searched), dict(top.search_extend)
             )
         grouped[key].cells.append(cell)
-    for group in grouped.values():
+    groups = _centred(list(grouped.values()), dict(top.search_centre), suite.where)
+    for group in groups:
         for config in group.configs:  # a searched value the stage refuses: one error before anything runs
             try:
                 group._with(group.cells[0], config, train=group.capped)
             except Exception as exc:  # noqa: BLE001  (pydantic's message, made one line)
                 raise BenchError(f"suite {suite.where}: search {label(config)}: {str(exc).splitlines()[0]}") from None
-    return Plan(fixed, list(grouped.values()))
+    return Plan(fixed, groups)
+
+
+def _centred(groups: list[Group], centre: dict, where: str) -> list[Group]:
+    """Link each group at a budget other than the anchor to its method's group at the neighbouring budget
+    toward the anchor (``search_centre``), and order the groups so that a neighbour comes first (one worker
+    runs the groups in this order). Without ``search_centre``: the groups as they are."""
+    if not centre:
+        return groups
+    from .config import methods_pct
+
+    (axis, anchor), *more = centre.items()
+    if more:
+        raise BenchError(f"suite {where}: search_centre: give one setting (got {sorted(centre)})")
+    by_key = {g.key: g for g in groups}
+    steps = {}
+    for group in groups:
+        pct = methods_pct(group.cells[0].budget)
+        if pct is None:  # one-size methods have one budget: nothing to centre on
+            steps[id(group)] = 0
+            continue
+        stage, datasets, method, _ = group.key
+        ladder = sorted((methods_pct(g.cells[0].budget), g) for g in groups if g.key[:3] == (stage, datasets, method))
+        pcts = [p for p, _ in ladder]
+        if anchor not in pcts:
+            steps[id(group)] = 0
+            continue
+        here, home = pcts.index(pct), pcts.index(anchor)
+        steps[id(group)] = abs(here - home)
+        if here != home:
+            neighbour = ladder[here + (1 if here < home else -1)][1]
+            group.centre = (axis, by_key[neighbour.key])
+    return sorted(groups, key=lambda g: steps[id(g)])
 
 
 def _unique(searched: dict) -> dict:

@@ -123,3 +123,23 @@ def test_bench_run_extends_a_search_whose_winner_sits_at_an_edge(tmp_path):
     assert selection["extended"] == [{"lr": extra}] and len(selection["configurations"]) == 3
     means = {c["config"]["lr"]: c["mean"] for c in selection["configurations"]}
     assert selection["chosen"]["lr"] == max(means, key=means.get)
+
+
+def test_bench_run_centres_each_budget_on_its_neighbours_winner(tmp_path):
+    """Budget curves (search_centre): the anchor budget searches first; the other budget's search, added once
+    that selection exists (two workers: the search phase asks again), runs the suite's ratio around the
+    winner, and its finals record what they were centred on."""
+    write_synthetic_beir(tmp_path / "data", "synth")
+    suite = _suite(tmp_path, [1.0e-4, 1.0e-3])
+    raw = yaml.safe_load(suite.read_text())
+    raw.update(methods=["lora"], seeds=[1], budgets=[2.0, 4.0], search_centre={"lr": 2.0})
+    suite.write_text(yaml.safe_dump(raw))
+    done = bench("run", "--suite", suite, "--out", tmp_path / "runs", "--workers", "2", env_path=tmp_path / "data")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lora = _results(tmp_path / "runs" / "searched")
+    anchor = next(r for r in lora if r["phase"] == "final" and r["budget"] == "2.0")["selection"]["chosen"]["lr"]
+    other = {r["config"]["train"]["lr"] for r in lora if r["budget"] == "4.0"}
+    ratio = 1.0e-3 / 1.0e-4
+    assert other == {float(f"{anchor / ratio**0.5:.3g}"), float(f"{anchor * ratio**0.5:.3g}")}
+    final = next(r for r in lora if r["phase"] == "final" and r["budget"] == "4.0")
+    assert final["selection"]["centred_on"]["budget"] == "2.0" and final["selection"]["centred_on"]["lr"] == anchor
