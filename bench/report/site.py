@@ -11,6 +11,7 @@ from ..files import atomic_write_text
 from ..fmt import metric_label, num
 from ..results import LoadedCell, Status
 from ..systems import Role
+from . import curves as budget_curves
 from . import export, plots, search_views
 from .ranks import in_headline
 from .stability import Stability, smooth, stability
@@ -169,10 +170,13 @@ def build(
     search_notes = search_views.summary_lines(searches, cells)
     atomic_write_text(target / "leaderboard.md", export.to_markdown(rows, [note] * bool(note) + notes + search_notes))
     atomic_write_text(target / "leaderboard.tex", export.to_latex(rows))
+    figures = [(title, path.relative_to(target).as_posix()) for title, path in budget_curves.write(rows, target)]
     env = _environment()
     for cell in cells:
         atomic_write_text(target / "cells" / f"{page_name(cell)}.html", _cell_page(env, suite, cell))
-    index = _index_page(env, suite, source, cells, rows, items, notes, searches, search_notes[len(searches) :], note)
+    index = _index_page(
+        env, suite, source, cells, rows, items, notes, searches, search_notes[len(searches) :], note, figures
+    )
     atomic_write_text(target / "index.html", index)
     return target / "index.html"
 
@@ -188,6 +192,7 @@ def _index_page(
     searches: list[dict],
     cost: list[str],
     note: str = "",
+    figures: list[tuple[str, str]] = (),
 ) -> str:
     trained = [c for c in cells if c.status is Status.DONE and c.result.model]
     first = trained[0].result if trained else cells[0].result
@@ -234,6 +239,7 @@ def _index_page(
         device=first.device or "-",
         commit=first.git_commit or "-",
         pareto=[(t, s) for t, s in pareto if s],
+        budget_curves=list(figures),
         curves=[(t, s) for t, s in curves if s],
         stability=_stability_views(items),
         cells=[
