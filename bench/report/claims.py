@@ -45,11 +45,41 @@ def claims(rows: list[Row], margin: float | None = None) -> list[str]:
             continue
         full = next((r for r in members if r.role is Role.REFERENCE and r.values), None)
         out.append(f"### {stage} · {dataset} · {metric_label(name)}\n")
-        out += below_full([r for r in peft if r.values], full)
-        out += iaa_l_vs_adapter(peft, margin)
-        out += steadier(peft)
-        out.append("")
+        budgets = by_budget(peft)
+        for budget, rows_at in budgets.items():
+            if len(budgets) > 1:
+                out.append(f"#### budget {budget}%\n")
+            out += below_full([r for r in rows_at if r.values], full)
+            out += iaa_l_vs_adapter(rows_at, margin)
+            out += steadier(rows_at, pooled=len(budgets) == 1)
+            out.append("")
+        if len(budgets) > 1:
+            out += smallest_non_inferior(peft, full, margin)
+            out.append("")
     return out or ["No table with trained PEFT methods yet."]
+
+
+def _pct(budget: str) -> float | None:
+    try:
+        return float(budget.removeprefix("paper:"))
+    except ValueError:
+        return None
+
+
+def by_budget(peft: list[Row]) -> dict[str, list[Row]]:
+    """The claims' families: one per budget (ascending), each one-size method (BitFit) in the family of the
+    budget nearest its size on a log scale; one family when the table has one budget."""
+    sized = sorted({r.budget for r in peft if _pct(r.budget)}, key=_pct)
+    out: dict[str, list[Row]] = {b: [] for b in sized}
+    for row in peft:
+        home = row.budget
+        if _pct(home) is None:
+            if not sized or not row.pct:
+                out.setdefault(home, []).append(row)
+                continue
+            home = min(sized, key=lambda b: abs(math.log(_pct(b)) - math.log(row.pct)))
+        out[home].append(row)
+    return out
 
 
 def _label(row: Row, rows: list[Row]) -> str:
@@ -168,17 +198,17 @@ def fisher_floor(n_a: int, n_b: int) -> float:
     return float(fisher_exact([[n_a, 0], [0, n_b]])[1]) if n_a and n_b else 1.0
 
 
-def steadier(peft: list[Row]) -> list[str]:
+def steadier(peft: list[Row], pooled: bool = True) -> list[str]:
     head = "3. **IAA variants steadier over seeds?**"
     by_method: dict[str, list[Row]] = {}
     for row in peft:
         by_method.setdefault(row.method, []).append(row)
     if BASELINE not in by_method or not any(m in by_method for m in IAA):
         return [f"{head} Adapter or every IAA variant has no results here: not answered."]
-    return [head, *_collapse_counts(by_method), *_spreads(peft)]
+    return [head, *_collapse_counts(by_method, "pooled over budgets" if pooled else "at this budget"), *_spreads(peft)]
 
 
-def _collapse_counts(by_method: dict[str, list[Row]]) -> list[str]:
+def _collapse_counts(by_method: dict[str, list[Row]], scope: str = "pooled over budgets") -> list[str]:
     from scipy.stats import fisher_exact
 
     def counts(method):
@@ -196,7 +226,7 @@ def _collapse_counts(by_method: dict[str, list[Row]]) -> list[str]:
     else:
         verdict = "a difference" if min(adjusted.values()) <= ALPHA else "no significant difference"
         verdict += f" (the smallest reachable p is {floor:.3f})"
-    line = f"   - collapsed seeds, pooled over budgets: adapter {base[0]}/{sum(base)}; " + ", ".join(parts)
+    line = f"   - collapsed seeds, {scope}: adapter {base[0]}/{sum(base)}; " + ", ".join(parts)
     return [f"{line}: {verdict}."]
 
 
@@ -228,3 +258,43 @@ def _spreads(peft: list[Row]) -> list[str]:
                 f"trained seeds (Brown-Forsythe needs {MIN_SPREAD_SEEDS} a side)"
             )
     return lines
+
+
+def smallest_non_inferior(peft: list[Row], full: Row | None, margin: float | None) -> list[str]:
+    """Per method, the smallest budget at which it is non-inferior to full fine-tuning at ``margin``: its
+    budgets tested from the largest down, each at one-sided alpha, stopping at the first that is not
+    non-inferior (the fixed-sequence procedure, which needs no multiplicity adjustment within a method:
+    Maurer, Hothorn & Lehmacher 1995; for dose finding, Hsu & Berger, JASA 1999)."""
+    head = "4. **Smallest budget not below full fine-tuning?**"
+    if full is None or margin is None:
+        missing = "no full fine-tuning row" if full is None else "the suite declares no `non_inferiority_margin`"
+        return [f"{head} Not answered: {missing}."]
+    lines = [
+        f"{head} Per method, non-inferiority to full fine-tuning at the margin {margin:g} (the 90% interval of "
+        f"the method minus full fine-tuning above −{margin:g}), its budgets tested from the largest down, "
+        "stopping at the first that is not (fixed sequence, α = 0.05 one-sided per method):"
+    ]
+    methods: dict[str, list[Row]] = {}
+    for row in peft:
+        methods.setdefault(row.method, []).append(row)
+    for method, rows in sorted(methods.items()):
+        rows = sorted(rows, key=lambda r: r.pct or 0.0, reverse=True)
+        passed, stop = None, None
+        for row in rows:
+            test = row.tests.get(full.method)
+            if test is None or not math.isfinite(test.se):
+                stop = f"{_at(row)} not tested"
+                break
+            answer, low, high = non_inferiority(test, margin)
+            if answer != "yes":
+                stop = f"{_at(row)}: {answer}, 90% interval [{low:+.4f}, {high:+.4f}]"
+                break
+            passed = row
+        found = f"**{_at(passed)}**" if passed else f"**none up to {_at(rows[0])}**"
+        lines.append(f"   - {method}: {found}" + (f"; the sequence stopped at {stop}" if stop else ""))
+    return lines
+
+
+def _at(row: Row) -> str:
+    """A row's budget for a sentence: "0.5%", or a one-size method's "native (0.115%)"."""
+    return f"{row.budget}%" if _pct(row.budget) else f"{row.budget} ({num(row.pct)}%)"

@@ -104,3 +104,46 @@ def test_the_headline_rank_interval_counts_the_headline_tables_rows(tmp_path):
     assert cell_text(bitfit, headline=True).endswith(f"[{bitfit.headline_rank_low}-4]") or "[4]" in cell_text(
         bitfit, headline=True
     )
+
+
+def _budget_row(method, budget, pct, difference, se=0.01):
+    r = row(method, [0.6, 0.61, 0.62], budget)
+    r.pct = pct
+    r.tests = {"full": made(0.5, difference, se=se)}
+    return r
+
+
+def test_claims_of_several_budgets_are_one_family_per_budget_with_bitfit_at_its_nearest():
+    from bench.report.claims import by_budget
+
+    peft = [
+        _budget_row("lora", "0.5", 0.51, -0.02),
+        _budget_row("lora", "6.7", 6.6, -0.001),
+        _budget_row("lora", "0.1", 0.1, -0.05),
+        _budget_row("bitfit", "native", 0.115, -0.03),
+    ]
+    families = by_budget(peft)
+    assert list(families) == ["0.1", "0.5", "6.7"]
+    assert [r.method for r in families["0.1"]] == ["lora", "bitfit"]  # 0.115% is nearest 0.1% on a log scale
+    assert list(by_budget(peft[:1] + peft[3:])) == ["0.5"]  # one budget: one family, BitFit in it
+
+
+def test_the_smallest_non_inferior_budget_is_a_fixed_sequence_from_the_largest_down():
+    from bench.report.claims import smallest_non_inferior
+
+    full = row("full", [0.70, 0.71, 0.72], "native", Role.REFERENCE)
+    z = stats.t.ppf(0.95, 20.0) * 0.01  # the 90% interval's half width at se 0.01, df 20
+    peft = [
+        _budget_row("lora", "6.7", 6.6, -0.01 + z + 0.002),  # lower end -0.008 > -0.01: yes
+        _budget_row("lora", "2", 2.0, -0.01 + z + 0.001),  # yes
+        _budget_row("lora", "0.5", 0.5, -0.01 + z - 0.001),  # lower end -0.011: undecided, the sequence stops
+        _budget_row("lora", "0.1", 0.1, 0.05),  # would pass, but is never reached
+        _budget_row("adapter", "6.7", 6.7, -0.05),  # no at the largest: none
+        _budget_row("adapter", "0.5", 0.5, 0.05),
+    ]
+    lines = smallest_non_inferior(peft, full, 0.01)
+    lora = next(x for x in lines if x.startswith("   - lora:"))
+    assert "**2%**" in lora and "stopped at 0.5%: undecided" in lora
+    adapter = next(x for x in lines if x.startswith("   - adapter:"))
+    assert "**none up to 6.7%**" in adapter and "stopped at 6.7%: no" in adapter
+    assert "Not answered" in smallest_non_inferior(peft, full, None)[0]
