@@ -88,16 +88,20 @@ def tables(rows: list[Row]) -> dict[tuple, list[Row]]:
     return dict(sorted(headline_rows(rows).items()))
 
 
-def figures(rows: list[Row]) -> list[tuple[str, str, str]]:
-    """(file stem, title, svg) per table and cost axis that has a PEFT point."""
+def listed(rows: list[Row]) -> list[tuple[str, str, list[Row], Axis]]:
+    """(file stem, title, the table's rows, axis) per table and cost axis that has a PEFT point."""
     out = []
     for (stage, dataset, metric), members in tables(rows).items():
         for name, axis in zip(AXIS_NAMES, COST_AXES, strict=True):
-            title = f"{stage} · {dataset} · {metric_label(metric)} against {axis.label}"
-            svg = curve(members, title, axis)
-            if svg:
-                out.append((stem(stage, dataset, metric, name), title, svg))
+            if _lines(members, axis):
+                title = f"{stage} · {dataset} · {metric_label(metric)} against {axis.label}"
+                out.append((stem(stage, dataset, metric, name), title, members, axis))
     return out
+
+
+def figures(rows: list[Row]) -> list[tuple[str, str, str]]:
+    """(file stem, title, svg) per table and cost axis that has a PEFT point."""
+    return [(name, title, curve(members, title, axis)) for name, title, members, axis in listed(rows)]
 
 
 def stem(stage: str, dataset: str, metric: str, axis: str) -> str:

@@ -9,6 +9,7 @@ from collections import Counter
 
 from ..fmt import duration, metric_label
 from ..results import LoadedCell, Status
+from . import budget_table, curves
 from .claims import claims
 from .export import PROCEDURES, headline_markdown
 from .stats import Row, metric_order
@@ -41,8 +42,18 @@ def board_readme(
     out += ["## Search\n", *_search_table(cells), ""]
     out += ["## Seeds\n", *seed_table(cells), ""]
     out += ["## Headline\n", headline_markdown(rows), *[f"- {line}" for line in PROCEDURES], ""]
+    if budget_table.several_budgets(rows):
+        out += ["## By budget\n", budget_table.to_markdown(rows, cells), *_curve_images(rows), ""]
     out += ["## The IAA paper's claims at this scale\n", *claims(rows, margin), ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _curve_images(rows: list[Row]) -> list[str]:
+    """The headline metric's curves against % trainable parameters (files ``bench report`` wrote)."""
+    stems = [(name, title) for name, title, _rows, _axis in curves.listed(rows) if name.endswith("-params")]
+    return [f"![{title}](curves/{name}.svg)\n" for name, title in stems if "ndcg-10" in name] or [
+        f"![{title}](curves/{name}.svg)\n" for name, title in stems
+    ]
 
 
 def _provenance(cells: list[LoadedCell]) -> list[str]:

@@ -11,8 +11,8 @@ from ..files import atomic_write_text
 from ..fmt import metric_label, num
 from ..results import LoadedCell, Status
 from ..systems import Role
+from . import budget_table, export, plots, search_views
 from . import curves as budget_curves
-from . import export, plots, search_views
 from .ranks import in_headline
 from .stability import Stability, smooth, stability
 from .stats import Row, build_rows, hidden_metrics
@@ -171,6 +171,10 @@ def build(
     atomic_write_text(target / "leaderboard.md", export.to_markdown(rows, [note] * bool(note) + notes + search_notes))
     atomic_write_text(target / "leaderboard.tex", export.to_latex(rows))
     figures = [(title, path.relative_to(target).as_posix()) for title, path in budget_curves.write(rows, target)]
+    if budget_table.several_budgets(rows):
+        atomic_write_text(target / "budgets.csv", budget_table.to_csv(rows, cells))
+        atomic_write_text(target / "budgets.md", budget_table.to_markdown(rows, cells))
+        atomic_write_text(target / "budgets.tex", budget_table.to_latex(rows, cells))
     env = _environment()
     for cell in cells:
         atomic_write_text(target / "cells" / f"{page_name(cell)}.html", _cell_page(env, suite, cell))

@@ -164,11 +164,15 @@ def build_rows(
     dataset, method, budget) -> seeds the grid asks for (default: the cells present); ``compare``: fill the
     tests, marks and ranks."""
     # a search cell that was not selected is read by the selection alone, never by a table
+    every = cells
     cells = deduplicated([c for c in cells if c.status is not Status.NOT_APPLICABLE and c.result.phase != "search"])
     groups: dict[tuple, list[LoadedCell]] = {}
     for cell in cells:
         for dataset in cell.datasets:
             groups.setdefault((cell.key[0], dataset) + cell.key[1:], []).append(cell)
+    unreachable = _unreachable(every, groups)
+    for key, (_why, members) in unreachable.items():
+        groups[key] = members
     metrics = metrics or shown_metrics(cells)
     budgets: dict[tuple, set] = {}
     for (stage, dataset, _method, budget), members in groups.items():
@@ -217,6 +221,8 @@ def build_rows(
                     trainable=_trainable(done),
                     collapsed=len(collapsed),
                 )
+                if (stage, dataset, method, budget) in unreachable:
+                    row.notes.append(unreachable[(stage, dataset, method, budget)][0])
                 edge = next((c.result.selection.get("edge_at_cap") for c in done if c.result.selection), None)
                 if edge:
                     row.notes.append(
@@ -235,6 +241,21 @@ def build_rows(
         for family in families(rows).values():
             _test_family(family)
     return rows
+
+
+def _unreachable(cells: list[LoadedCell], groups: dict) -> dict[tuple, tuple[str, list[LoadedCell]]]:
+    """(stage, dataset, method, budget) -> (why, its cells), for a method and budget every cell of which is
+    not applicable (a budget the method cannot reach: the reason names the nearest size it can): a row of its
+    own that says so, never a row silently missing."""
+    out = {}
+    for cell in cells:
+        if cell.status is not Status.NOT_APPLICABLE or _role(cell) is not Role.PEFT:
+            continue
+        for dataset in cell.datasets:
+            key = (cell.key[0], dataset) + cell.key[1:]
+            if key not in groups:
+                out.setdefault(key, (f"not run: {cell.result.error or 'not applicable'}", []))[1].append(cell)
+    return out
 
 
 def _per_query(cell: LoadedCell, dataset: str, metric: str) -> dict[str, float]:
@@ -289,7 +310,7 @@ def _notes(row: Row) -> None:
             f"{row.collapsed} of {row.expected} seeds collapsed (training loss at chance): the mean, interval, "
             f"tests and rank are over the {row.seeds} trained"
         )
-    if row.seeds + row.collapsed < row.expected:
+    if row.seeds + row.collapsed < row.expected and not any(n.startswith("not run:") for n in row.notes):
         row.notes.append(f"{row.seeds}/{row.expected} seeds finished: the mean is over those; no marks")
     if row.failed or row.diverged:
         reason = f": {row.errors[0]}" if row.errors else ""

@@ -68,3 +68,61 @@ def test_the_site_writes_the_curves_and_its_index_shows_them(store, tmp_path):
     assert svg.tag.endswith("svg")
     page = index.read_text()
     assert 'src="curves/rerank-toy-test-ndcg-10-params.svg"' in page
+
+
+def test_a_budget_a_method_cannot_reach_has_a_row_that_says_so(store):
+    import json
+
+    from bench.report import budget_table
+
+    why = "budget 0.1% is not reachable: closest iaa-s setting {'r': 1, 'ar': 1} trains 0.122%, not within 10%"
+    for seed in range(3):
+        write_cell(store, f"iaas{seed}", "iaa-s", "0.1", seed, None, status="not_applicable", pct=0.1)
+        path = store / "mini" / f"iaas{seed}" / "result.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "error": why}))
+    rows = [r for r in _rows(store) if r.method == "iaa-s"]
+    assert len(rows) == 1 and rows[0].values == [] and rows[0].family_budget == "0.1"
+    assert rows[0].notes == [f"not run: {why}"]  # the reason, with the nearest size; no "0/3 seeds" line
+    table = budget_table.to_markdown(_rows(store), scan(store / "mini"))
+    iaa = next(line for line in table.splitlines() if line.startswith("| iaa-s |"))
+    assert "not reachable; nearest: iaa-s setting {'r': 1, 'ar': 1} trains 0.122%" in iaa
+
+
+def test_the_budget_table_has_a_column_per_budget_and_the_setting_chosen(store):
+    import csv
+    import io
+    import json
+
+    from bench.report import budget_table
+
+    for seed in range(3):  # the 0.5% lora cells were selected by a search at lr 3e-4
+        path = store / "mini" / f"lora0.5{seed}" / "result.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "selection": {"chosen": {"lr": 3e-4}}}))
+    cells = scan(store / "mini")
+    rows = build_rows(cells, {"rerank": ["ndcg@10"]})
+    table = budget_table.to_markdown(rows, cells).splitlines()
+    assert table[2] == "| method | 0.1% | 0.5% | 6.7% | native |"
+    lora = {r.budget: r for r in rows if r.method == "lora"}
+    line = next(x for x in table if x.startswith("| lora |")).split(" | ")
+    assert line[1].startswith(f"{lora['0.1'].mean:.4f}") and line[1].endswith("· 2/3")  # one seed collapsed
+    assert line[2].endswith("· 3/3 · lr 0.0003") and line[4].strip(" |") == "-"
+    assert next(x for x in table if x.startswith("| full |")).split(" | ")[4].startswith(
+        f"{next(r for r in rows if r.method == 'full').mean:.4f}"
+    )
+    written = list(csv.DictReader(io.StringIO(budget_table.to_csv(rows, cells))))
+    entry = next(r for r in written if r["method"] == "lora" and r["budget"] == "0.5")
+    assert json.loads(entry["chosen"]) == {"lr": 3e-4} and float(entry["mean"]) == pytest.approx(lora["0.5"].mean)
+    assert "\\begin{tabular}{lrrrr}" in budget_table.to_latex(rows, cells)
+
+
+def test_a_board_readme_of_several_budgets_shows_the_table_the_curve_and_claim_four(store, tmp_path):
+    from bench.report.publish import board_readme
+
+    cells = scan(store / "mini")
+    rows = build_rows(cells, {"rerank": ["ndcg@10"]})
+    readme = board_readme("board-mini", "mini", "", cells, rows, [], margin=0.01)
+    assert "## By budget" in readme and "| method | 0.1% | 0.5% | 6.7% | native |" in readme
+    assert "(curves/rerank-toy-test-ndcg-10-params.svg)" in readme
+    assert "#### budget 0.1%" in readme and "4. **Smallest budget not below full fine-tuning?**" in readme
+    index = build(cells, "mini", tmp_path / "site", source=str(store))
+    assert (index.parent / "budgets.csv").is_file() and (index.parent / "budgets.tex").is_file()
