@@ -84,8 +84,10 @@ class Group:
         if self.centre is None or store is None:
             return list(self.configs)
         winner = self.centre_value(store)
-        if winner is None:
-            return []
+        if winner is None:  # the neighbour still searching; one that ran and selected nothing: the suite's values
+            neighbour = self.centre[1]
+            settled = neighbour.configs_now(store) and not neighbour.pending_search(store)
+            return list(self.configs) if settled else []
         axis = self.centre[0]
         values = sorted(c[axis] for c in self.configs)
         half = len(values) // 2  # the median: the middle value (an odd count), else the two middle ones' geometric mean
@@ -100,7 +102,7 @@ class Group:
 
     def waiting(self, store: RunStore) -> bool:
         """A centred search whose neighbouring budget has no winner yet."""
-        return self.centre is not None and self.centre_value(store) is None
+        return self.centre is not None and not self.start_configs(store)
 
     def chosen(self, store: RunStore) -> dict | None:
         """The selected configuration, None while a search cell is unfinished or none has a score."""

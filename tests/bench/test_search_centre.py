@@ -111,3 +111,13 @@ def test_search_centre_names_a_searched_setting_and_a_budget_of_the_suite(tmp_pa
     with pytest.raises(BenchError, match=message):
         load_suite(str(_suite(tmp_path, monkeypatch, **extra)))
     cached_collection.cache_clear()
+
+
+def test_a_neighbour_that_selected_nothing_leaves_the_suites_values(grid):
+    """Every cell of the anchor not applicable (a budget the method cannot reach): nothing to centre on, so
+    the next budget searches the suite's values rather than waiting for ever."""
+    groups, _, store = grid
+    for cell in groups["1.0"].search_cells(store):
+        results.write(store.dir_for(cell), results.for_cell(cell, Status.NOT_APPLICABLE, error="not reachable"))
+    assert groups["1.0"].chosen(store) is None and not groups["2.0"].waiting(store)
+    assert _lrs(groups["2.0"], store) == [1e-4, 3e-4, 1e-3]

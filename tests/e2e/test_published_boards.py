@@ -1,6 +1,7 @@
 """The published boards: the project README's headline table is the rendering of the committed records
 (`bench report --format md`), and each board folder holds what it promises and loads as records."""
 
+import json
 import re
 import subprocess
 import sys
@@ -70,3 +71,23 @@ def test_the_rerank_boards_seeds_that_never_trained_are_recorded_collapsed():
     assert collapsed == [("iaa-l", 87), ("iaa-m", 87)]
     readme = (PUBLISHED / "board-scifact-rerank" / "README.md").read_text()
     assert "| iaa-l | 0.5 | 0.518 | 2/3 | 1/3 |" in readme
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_the_budget_curves_suite_keeps_the_published_cells_ids(board):
+    """Issue 34 adds budgets and search_centre to the board suites: every published search cell at one of the
+    suite's own lr values is still a search cell of the grid (its record resumes, nothing is recomputed)."""
+    from bench.search import plan
+
+    grid = plan(load_suite(board))
+    ids = {c.id for c in grid.first_phase()}
+    published = [c for c in read_records(PUBLISHED / board / "results.jsonl") if c.result.phase == "search"]
+    at_suite_values = [c for c in published if c.result.config["train"]["lr"] in _suite_lrs(grid, c)]
+    assert len(at_suite_values) >= 20 and all(c.result.cell_id in ids for c in at_suite_values)
+    assert {g.cells[0].budget for g in grid.groups if g.centre} >= {"0.1", "6.7"}
+
+
+def _suite_lrs(grid, cell) -> set:
+    key = (cell.result.method, cell.result.budget)
+    group = next(g for g in grid.groups if (g.cells[0].method, g.cells[0].budget) == key)
+    return {c["lr"] for c in group.configs}
