@@ -106,8 +106,10 @@ def test_the_budget_table_has_a_column_per_budget_and_the_setting_chosen(store):
     line = next(x for x in table if x.startswith("| lora |")).split(" | ")
     assert line[1].startswith(f"{lora['0.1'].mean:.4f}") and line[1].endswith("· 2/3")  # one seed collapsed
     assert line[2].endswith("· 3/3 · lr 0.0003") and line[4].strip(" |") == "-"
-    assert next(x for x in table if x.startswith("| full |")).split(" | ")[4].startswith(
-        f"{next(r for r in rows if r.method == 'full').mean:.4f}"
+    assert (
+        next(x for x in table if x.startswith("| full |"))
+        .split(" | ")[4]
+        .startswith(f"{next(r for r in rows if r.method == 'full').mean:.4f}")
     )
     written = list(csv.DictReader(io.StringIO(budget_table.to_csv(rows, cells))))
     entry = next(r for r in written if r["method"] == "lora" and r["budget"] == "0.5")

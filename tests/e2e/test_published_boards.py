@@ -1,7 +1,6 @@
 """The published boards: the project README's headline table is the rendering of the committed records
 (`bench report --format md`), and each board folder holds what it promises and loads as records."""
 
-import json
 import re
 import subprocess
 import sys
