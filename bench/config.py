@@ -256,6 +256,12 @@ def parse_suite(raw: dict, where: str) -> Suite:
     _check_keys(top.train, train_keys, where, "train")
     _check_keys(top.eval, eval_keys, where, "eval")
     _check_keys(top.first_stage, FirstStageSettings.keys(), where, "first_stage")
+    evals = {ref for d in top.datasets for ref in d.eval}
+    for ref in top.first_stage.get("by_dataset") or {}:
+        if ref not in evals:
+            raise BenchError(
+                f"suite {where}: first_stage.by_dataset.{ref}: not an eval dataset of the suite {sorted(evals)}"
+            )
     _check_keys(top.search, train_keys, where, "search")
     _check_keys(top.search_train, train_keys, where, "search_train")
     if top.search:

@@ -57,7 +57,7 @@ def candidates(
 
 def candidates_for(first_stage: dict, collection: Collection, cache_dir: Path, depth: int) -> dict:
     """Candidates for a cell's ``first_stage`` settings (backend, k1, b; the depth is given)."""
-    given = {k: v for k, v in first_stage.items() if k not in ("backend", "depth") and v is not None}
+    given = {k: v for k, v in first_stage.items() if k not in ("backend", "depth", "by_dataset") and v is not None}
     return candidates(
         collection, first_stage["backend"], depth, cache_dir, {**BM25_SETTINGS, **given} if given else None
     )

@@ -153,14 +153,32 @@ class EvalSettings(Settings):
     metrics: Annotated[list[str] | None, AfterValidator(_metric_names)] = setting(None)
 
 
+class FirstStageOverride(Settings):
+    """What an eval dataset's first stage changes (``by_dataset``); a key left out keeps the cell's."""
+
+    backend: str | None = None
+    depth: PositiveInt | None = None
+    k1: PositiveFloat | None = None
+    b: Float | None = Field(None, ge=0.0, le=1.0)
+
+
 class FirstStageSettings(Settings):
     """``backend``: bm25s, pyserini, irds, official-run or a TREC run file; ``depth``: candidates per query
-    (default: the evaluation depth); ``k1``/``b``: BM25 parameters (default: Anserini's BEIR flat 0.9/0.4)."""
+    (default: the evaluation depth); ``k1``/``b``: BM25 parameters (default: Anserini's BEIR flat 0.9/0.4).
+    ``by_dataset``: eval dataset -> the settings its scoring uses instead (TREC DL's official BM25 top-100
+    beside SciFact's bm25s top-20 in one cell); the depth there is also the depth reranked."""
 
     backend: str = setting("bm25s")
     depth: PositiveInt | None = setting(None)
     k1: PositiveFloat | None = setting(None)
     b: Float | None = setting(None, ge=0.0, le=1.0)
+    by_dataset: dict[str, FirstStageOverride] | None = setting(None)
+
+    @staticmethod
+    def for_dataset(first_stage: dict, ref: str) -> dict:
+        """A cell's first-stage settings (a dict) for eval dataset ``ref``: its override applied."""
+        override = {k: v for k, v in ((first_stage.get("by_dataset") or {}).get(ref) or {}).items() if v is not None}
+        return {**{k: v for k, v in first_stage.items() if k != "by_dataset"}, **override}
 
 
 class DatasetSpec(Settings):

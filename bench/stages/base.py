@@ -33,7 +33,7 @@ from ..faults import FAULTS_ENV, forced
 from ..files import safe_name, write_json
 from ..firststage import candidates_for, write_trec_run
 from ..sampling import EpochGroups, RankShard, split_queries
-from ..settings import EvalSettings, Settings, TrainSettings
+from ..settings import EvalSettings, FirstStageSettings, Settings, TrainSettings
 from ..systems import Role, role
 from ..train import EarlyStopping, make_accelerator, seed_everything, to_device, train
 
@@ -293,8 +293,10 @@ def _evaluate(stage, cell, directory, cache, score, needs_candidates, refs, per_
     metrics, per_query, timing = {}, {}, {}
     for ref in refs:
         coll = limit_queries(cached_collection(ref), cell.eval.get("max_queries"))
-        cands = candidates_for(cell.first_stage, coll, cache, cell.eval["depth"]) if needs_candidates else None
-        run, timing[ref] = score(coll, cands)
+        first = FirstStageSettings.for_dataset(cell.first_stage, ref)
+        depth = first["depth"] if ref in (cell.first_stage.get("by_dataset") or {}) else cell.eval["depth"]
+        cands = candidates_for(first, coll, cache, depth) if needs_candidates else None
+        run, timing[ref] = score(coll, cands, depth)
         names = tuple(cell.eval.get("metrics") or stage.metrics)
         metrics[ref], per_query[ref] = evaluate_run(coll.qrels, run, names, coll.relevance_level)
         if runs:
@@ -317,7 +319,12 @@ def scorer(stage: Stage, built: Built, cell, device, autocast):
     """The stage's scoring of ``built`` under the cell's eval settings: (collection, candidates) -> run."""
     evaluation = stage.Eval(**cell.eval)
     stage.configure(built, "eval", evaluation)
-    return lambda coll, cands: stage.score(built, coll, cands, evaluation, device, autocast)
+
+    def score(coll, cands, depth=None):
+        settings = evaluation if depth in (None, evaluation.depth) else evaluation.model_copy(update={"depth": depth})
+        return stage.score(built, coll, cands, settings, device, autocast)
+
+    return score
 
 
 def restored(cell, cell_dir: Path):
@@ -371,7 +378,9 @@ def run_cell(stage: Stage, cell, directory: Path, cache: Path) -> results.CellRe
     record, device, stats = None, "cpu", {}
     validation = {"metrics": {}, "eval": {}}
     if system is Role.FIRST_STAGE:
-        outcome = evaluate_all(stage, cell, directory, cache, lambda coll, cands: (cands, {"pairs": 0}), True)
+        outcome = evaluate_all(
+            stage, cell, directory, cache, lambda coll, cands, depth=None: (cands, {"pairs": 0}), True
+        )
     else:
         seed_everything(cell.seed)
         built = stage.build(cell)

@@ -140,3 +140,27 @@ def test_device_profiles_size_the_grid_for_its_device(tmp_path):
     (tmp_path / "bad.yaml").write_text("extends: smoke\nname: bad\nprofiles: {tpu: {eval: {depth: 5}}}\n")
     with pytest.raises(BenchError, match="profiles maps a device"):
         load_suite(str(tmp_path / "bad.yaml"))
+
+
+def test_a_first_stage_override_names_an_eval_dataset_of_the_suite(tmp_path):
+    import yaml
+
+    from bench.config import load_suite
+    from bench.errors import BenchError
+
+    suite = {
+        "name": "s",
+        "stage": "qlm",
+        "datasets": [{"train": "scifact/train", "eval": ["scifact/test", "trec-dl-2019/official"]}],
+        "first_stage": {"backend": "bm25s", "by_dataset": {"trec-dl-2020/official": {"backend": "official-run"}}},
+    }
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    with pytest.raises(BenchError, match=r"first_stage.by_dataset.trec-dl-2020/official: not an eval dataset"):
+        load_suite(str(path))
+    suite["first_stage"]["by_dataset"] = {"trec-dl-2019/official": {"backend": "official-run", "dept": 100}}
+    path.write_text(yaml.safe_dump(suite))
+    from bench.cells import expand
+
+    with pytest.raises(BenchError, match="dept"):
+        expand(load_suite(str(path)))

@@ -33,3 +33,55 @@ def test_qlm_suite_end_to_end_on_a_tiny_llama(tmp_path):
     assert "qpeft-r" in (tmp_path / "reports" / "toyqlm" / "index.html").read_text()
     board = (tmp_path / "reports" / "toyqlm" / "leaderboard.md").read_text()
     assert "## qlm: nDCG@10" in board and "#### qlm · toy/test · MRR@100 · budget native" in board
+
+
+def test_one_cell_scores_each_eval_dataset_on_its_own_first_stage(tmp_path):
+    """first_stage.by_dataset: a trained cell and the BM25 cell rerank other/test at the suite's depth and the
+    second dataset on another first stage (a TREC run file, as TREC DL's official BM25 top-100) at its
+    depth; training reads the suite's first stage."""
+    from helpers.data import write_synthetic_beir
+
+    write_synthetic_beir(tmp_path / "data", "synth")
+    write_synthetic_beir(tmp_path / "data", "other")
+    run_file = tmp_path / "given.trec"
+    lines = [f"q{q} Q0 d{d} {r + 1} {10 - r} given\n" for q in range(40, 60) for r, d in enumerate((q, 1, 2))]
+    run_file.write_text("".join(lines))
+    suite = write_toy_suite(
+        tmp_path,
+        "twofirst",
+        stage="qlm",
+        model="tiny-llama",
+        budgets=["native"],
+        methods="bm25,lora",
+        datasets=[{"train": "toy/train", "eval": ["other/test", "synth/test"]}],
+        first_stage={
+            "backend": "bm25s",
+            "depth": 5,
+            "by_dataset": {"synth/test": {"backend": str(run_file), "depth": 3}},
+        },
+        train={"steps": 2, "batch_queries": 2, "group_size": 2, "passage_max_length": 24, "query_max_length": 8},
+        eval={"depth": 5, "batch_size": 4, "passage_max_length": 24, "query_max_length": 8},
+    )
+    out = tmp_path / "runs"
+    done = bench("run", "--suite", str(suite), "--out", str(out), env_path=tmp_path / "data")
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = [json.loads(p.read_text()) for p in (out / "twofirst").glob("*/result.json")]
+    assert sorted(r["method"] for r in results) == ["bm25", "lora"]
+    for result in results:
+        folder = out / "twofirst" / result["cell_id"]
+        runs = {p.name: _run_docs(p) for p in folder.glob("run.*.trec")}
+        synth = next(docs for name, docs in runs.items() if "synth" in name)
+        other = next(docs for name, docs in runs.items() if "other" in name)
+        assert synth == {f"q{q}": {f"d{q}", "d1", "d2"} for q in range(40, 60)}, result["method"]
+        assert {len(docs) for docs in other.values()} == {5}  # the suite's bm25s at its depth
+    bm25 = next(r for r in results if r["method"] == "bm25")
+    assert bm25["metrics"]["synth/test"]["mrr@10"] == 1.0  # the given run ranks each query's document first
+
+
+def _run_docs(path) -> dict[str, set]:
+    out: dict[str, set] = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):  # ir_metadata's header lines
+            q, _, d, *_ = line.split()
+            out.setdefault(q, set()).add(d)
+    return out
