@@ -430,20 +430,12 @@ def resolve(args) -> tuple[Suite, Overrides]:
     merged = {**raw, **over.suite}
     if "search" in over.suite:  # --search replaces the suite's search of that setting only
         merged["search"] = {**(raw.get("search") or {}), **over.suite["search"]}
+    if "seeds" in over.suite and raw.get("search_seeds") is not None:  # --seeds: the search seeds among them
+        seeds = raw["search_seeds"] if isinstance(raw["search_seeds"], list) else [raw["search_seeds"]]
+        merged["search_seeds"] = [s for s in seeds if s in over.suite["seeds"]] or None
     suite = parse_suite(merged, where)
     return suite, over
 
 
-__all__ = [
-    "DEVICES",
-    "Overrides",
-    "Suite",
-    "apply_profile",
-    "dataset_entry",
-    "deep_merge",
-    "list_suites",
-    "load_suite",
-    "read_suite",
-    "resolve",
-    "stage_names",
-]
+__all__ = ["DEVICES", "Overrides", "Suite", "apply_profile", "dataset_entry", "deep_merge", "list_suites"]
+__all__ += ["load_suite", "read_suite", "resolve", "stage_names"]

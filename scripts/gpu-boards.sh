@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Both published boards on one GPU under their `cuda` profile, published as
+# The published boards (rerank, dense, the LLM reranker) on one GPU under their `cuda` profile, published as
 # reports/published/<board>-gpu/ (README, leaderboards, site, records). Sized for one H100/H200 within
 # one 10-minute command: the cells run WORKERS at a time on the card (each worker its share of its memory).
 #
@@ -15,16 +15,16 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; t
 fi
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
 start=$(date +%s)
-for board in board-scifact-rerank board-scifact-dense; do
+for board in board-scifact-rerank board-scifact-dense board-scifact-qlm; do
   bench run --suite "$board" --device cuda --out "$runs" --workers "$workers" > "$runs-$board.log" 2>&1 &
 done
 status=0
 for job in $(jobs -p); do wait "$job" || status=$?; done
 elapsed=$(( $(date +%s) - start ))
-for board in board-scifact-rerank board-scifact-dense; do
+for board in board-scifact-rerank board-scifact-dense board-scifact-qlm; do
   bench publish --suite "$board" --device cuda --runs "$runs" --as "$board-gpu" \
-    --command "bash scripts/gpu-boards.sh $runs   # WORKERS=$workers, both boards at once on one $gpu, ${elapsed} s" \
+    --command "bash scripts/gpu-boards.sh $runs   # WORKERS=$workers, the boards at once on one $gpu, ${elapsed} s" \
     || status=$?
 done
-echo "gpu-boards: both boards in ${elapsed} s on $gpu; published reports/published/board-scifact-*-gpu (exit $status)"
+echo "gpu-boards: the boards in ${elapsed} s on $gpu; published reports/published/board-scifact-*-gpu (exit $status)"
 exit $status

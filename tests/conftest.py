@@ -49,6 +49,7 @@ HARNESS_FILES = {
     "tests/bench/test_search_extend.py",
     "tests/bench/test_search_centre.py",
     "tests/bench/test_budget_curves.py",
+    "tests/bench/test_qlm_claims.py",
     "tests/bench/test_collapse.py",
     "tests/bench/test_publish_seeds.py",
     "tests/bench/test_module_size.py",

@@ -9,7 +9,7 @@ from collections import Counter
 
 from ..fmt import duration, metric_label
 from ..results import LoadedCell, Status
-from . import budget_table, curves
+from . import budget_table, curves, qlm_claims
 from .claims import claims
 from .export import PROCEDURES, headline_markdown
 from .stats import Row, metric_order
@@ -44,8 +44,17 @@ def board_readme(
     out += ["## Headline\n", headline_markdown(rows), *[f"- {line}" for line in PROCEDURES], ""]
     if budget_table.several_budgets(rows):
         out += ["## By budget\n", budget_table.to_markdown(rows, cells), *_curve_images(rows), ""]
-    out += ["## The IAA paper's claims at this scale\n", *claims(rows, margin), ""]
+    if {r.stage for r in rows} == {"qlm"}:
+        out += ["## What the board answers\n", *qlm_claims.claims(rows, in_domain(cells), margin), ""]
+    else:
+        out += ["## The IAA paper's claims at this scale\n", *claims(rows, margin), ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def in_domain(cells: list[LoadedCell]) -> set[str]:
+    """The eval datasets from a collection some cell trained on (SciFact's test after SciFact's training)."""
+    trained_on = {str(c.result.datasets.get("train") or "").split("/")[0] for c in cells} - {""}
+    return {d for c in cells for d in c.datasets if d.split("/")[0] in trained_on}
 
 
 def _curve_images(rows: list[Row]) -> list[str]:

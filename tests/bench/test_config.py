@@ -164,3 +164,17 @@ def test_a_first_stage_override_names_an_eval_dataset_of_the_suite(tmp_path):
 
     with pytest.raises(BenchError, match="dept"):
         expand(load_suite(str(path)))
+
+
+def test_seeds_flag_keeps_the_search_seeds_among_them():
+    """--seeds 13 on a suite searching on seeds 13, 42 and 87: the search runs on seed 13 alone (no error
+    about seeds outside the grid); seeds with none of the search seeds: the default, the first seed."""
+    import argparse
+
+    from bench.config import resolve
+
+    def search_seeds(seeds):
+        args = argparse.Namespace(suite="board-scifact-qlm", seeds=seeds, device="cpu")
+        return resolve(args)[0].top.search_seeds
+
+    assert search_seeds("13") == [13] and search_seeds("42,87") == [42, 87] and search_seeds("5") is None
