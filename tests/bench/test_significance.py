@@ -116,3 +116,39 @@ def test_claim_three_brown_forsythe_holds_its_rate_and_states_its_power():
     assert rate <= 0.07, rate
     assert spread_power(3, 3) == spread_power(3, 3)
     assert spread_power(3, 3) < 0.05 and spread_power(10, 10) >= 0.5
+
+
+def test_claim_four_fixed_sequence_holds_its_rate_at_the_margin():
+    """Claim 4 (the smallest budget non-inferior to full fine-tuning): a method exactly one margin below
+    full fine-tuning at every budget (the least favourable null) is declared non-inferior at some budget in
+    at most 5% of replicates, its three budgets tested from the largest down with no adjustment; and the
+    power at par, at the boards' design, is low (the figure docs/statistics.md states)."""
+    from bench.report.claims import non_inferiority
+
+    rng = np.random.default_rng(11)
+    margin, shift = 0.01, 0.045  # a latent shift of 0.045 is about 0.01 of nDCG here
+
+    def smallest(shifts) -> int | None:
+        difficulty = rng.normal(0, 1, QUERIES)
+        full = ndcg_like(rng, difficulty, 3, EVEN)
+        found = None
+        for budget, s in enumerate(shifts):  # the largest budget first
+            test = compare(ndcg_like(rng, difficulty, 3, EVEN, shift=s), full)
+            if non_inferiority(test, margin)[0] != "yes":
+                break
+            found = budget
+        return found
+
+    measured = np.mean(
+        [
+            ndcg_like(rng, d, 3, EVEN, shift=-shift).mean() - ndcg_like(rng, d, 3, EVEN).mean()
+            for d in rng.normal(0, 1, (400, QUERIES))
+        ]
+    )
+    assert abs(measured + margin) < 0.002, measured  # the null sits at the margin
+    null = [smallest([-shift] * 3) is not None for _ in range(1000)]
+    assert np.mean(null) <= 0.05 + 2 * 0.007, np.mean(null)  # 1,000 replicates: sd of a rate near 0.05 is 0.007
+    # the power docs/statistics.md states: a method at par with full fine-tuning, 3 vs 3 seeds of seed sd
+    # about 0.02, is shown non-inferior at a margin of 0.01 at one budget in about 1 replicate of 10
+    at_par = np.mean([smallest([0.0]) == 0 for _ in range(400)])
+    assert 0.03 < at_par < 0.2, at_par
