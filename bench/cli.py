@@ -368,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     vf.add_argument("board", help="reports/published/<board> (its results.jsonl) or a results.jsonl file")
     vf.add_argument("-k", type=positive_int, default=2, help="cells to re-run, spread over methods")
     vf.add_argument("--seed", type=int, default=0, help="which cells the sample takes")
+    vf.add_argument("--budget", default=None, help="sample only cells of this budget (as recorded: 0.1, native)")
     vf.add_argument("--tolerance", type=positive_float, default=1e-6, help="largest difference that agrees")
     vf.add_argument(
         "--same-machine",

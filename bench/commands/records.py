@@ -3,6 +3,8 @@ and ``bench verify`` (published cells run again and compared)."""
 
 from __future__ import annotations
 
+import os
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -86,9 +88,13 @@ def verify_from_cli(args) -> int:
     if not records.is_file():
         raise BenchError(f"{args.board}: no results.jsonl there (a published board folder, or a records file)")
     cells = [c for c in results.read_records(records) if c.status is Status.DONE]
+    if getattr(args, "budget", None):
+        cells = [c for c in cells if c.result.budget == args.budget]
+        if not cells:
+            raise BenchError(f"{records}: no finished cell at budget {args.budget!r}")
     if args.same_machine:
         here = _this_machine(cells)
-        cells = [c for c in cells if c.result.device == here]
+        cells = [c for c in cells if c.result.device in here]
         if not cells:
             raise BenchError(
                 f"{records}: no finished cell ran on this machine ({here}); drop --same-machine and give a --tolerance"
@@ -103,7 +109,7 @@ def verify_from_cli(args) -> int:
         check_inputs([cell])
         store = RunStore(out, cell.suite)
         print(f"verify: {cell.label} ({cell.id}) in {store.root}", flush=True)
-        launch([cell], out, "local", 1)
+        launch([cell], out, "local", _workers_for(loaded.result.device))  # the threads it recorded
         rerun = store.result(cell)
         if rerun is None or not rerun.done:
             raise BenchError(f"{cell.label}: the re-run did not finish ({rerun.error if rerun else 'no result'})")
@@ -126,17 +132,26 @@ def verify_from_cli(args) -> int:
     return 0 if agree else 1
 
 
-def _this_machine(cells) -> str:
-    """The device a cell re-run here records: the card where the board ran on one and this machine has one,
-    else this CPU with one local worker's threads."""
+def _this_machine(cells) -> set[str]:
+    """The devices a cell re-run here can record: the card where the board ran on one and this machine has
+    one, else this CPU at any thread count up to its cores (a grid of several workers gives each fewer; the
+    re-run uses the count the cell recorded)."""
     import torch
 
     from ..environment import cpu_device_name, device_name
-    from ..launchers import cpu_threads
 
     if any((c.result.device or "").startswith("cuda") for c in cells) and torch.cuda.is_available():
-        return device_name("cuda")
-    return cpu_device_name(cpu_threads())
+        return {device_name("cuda")}
+    return {cpu_device_name(n) for n in range(1, (os.cpu_count() or 1) + 1)}
+
+
+def _workers_for(device: str | None) -> int:
+    """The local workers whose share of this CPU is the thread count ``device`` records (one alone runs
+    with that share), so a cell trained by a worker of a 2-worker grid is re-run on 1 thread."""
+    found = re.search(r" x(\d+) threads$", device or "")
+    if not found or not (device or "").startswith("cpu:"):
+        return 1
+    return max(1, (os.cpu_count() or 1) // int(found.group(1)))
 
 
 def _sample(cells, k: int, rng) -> list:

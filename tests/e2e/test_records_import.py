@@ -2,6 +2,7 @@
 make bench run compute only the cells missing from them, and the imported cells report as the original's."""
 
 import json
+import os
 
 from helpers.cli import bench
 from helpers.data import write_toy_suite
@@ -186,3 +187,24 @@ def test_verify_reruns_search_cells_and_compares_their_validation_and_test_metri
         if len(seen) == 2:
             break
     assert seen == {"test", "validation only"}
+
+
+def test_verify_reruns_a_cell_of_a_two_worker_grid_on_the_thread_count_it_recorded(tmp_path):
+    """A grid run with --workers 2 records its cells on half this CPU's threads: --same-machine keeps them,
+    the re-run uses that count (the same rounding), and --budget samples one budget's cells alone."""
+    grid = write_toy_suite(tmp_path, "grid", methods="bm25,lora,full", seeds=[1])
+    data = tmp_path / "data"
+    ran = bench("run", "--suite", grid, "--out", tmp_path / "runs", "--workers", "2", env_path=data)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    made = bench("report", "--suite", grid, "--runs", tmp_path / "runs", "--out", tmp_path / "pub", env_path=data)
+    assert made.returncode == 0, made.stderr[-2000:]
+    board = tmp_path / "pub" / "grid"
+    devices = {json.loads(line)["device"] for line in (board / "results.jsonl").read_text().splitlines()}
+    share = max(1, (os.cpu_count() or 1) // 2)  # each of 2 workers' threads (1 on CI's 2 cores)
+    assert all(d.endswith(f" x{share} threads") for d in devices), devices
+    ok = bench("verify", board, "--budget", "2.0", "--same-machine", "--out", tmp_path / "v", env_path=data)
+    assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
+    assert "rerank lora 2.0 s1" in ok.stdout and "rerank full" not in ok.stdout
+    assert "every metric agrees (1 cells" in ok.stdout and "another machine" not in ok.stdout
+    none = bench("verify", board, "--budget", "0.3", "--out", tmp_path / "w", env_path=data)
+    assert none.returncode == 2 and "no finished cell at budget '0.3'" in none.stderr
