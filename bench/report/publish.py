@@ -90,11 +90,13 @@ def _wall_times(cells: list[LoadedCell]) -> list[str]:
     """Per method: cells, mean wall time of a cell and its training; the total over every cell (the search's
     included: it is what the board cost)."""
     by_method: dict[tuple, list] = {}
+    by_budget: dict[str, list[float]] = {}
     for cell in cells:
         if cell.status.scored:  # a collapsed cell cost its time too
             key = (cell.result.method, cell.result.phase or "grid")
             by_method.setdefault(key, []).append(cell.result.times)
-    total = sum(t.get("total_s", 0.0) for times in by_method.values() for t in times)
+            by_budget.setdefault(cell.result.budget, []).append(_cost(cell.result.times))
+    total = sum(_cost(t) for times in by_method.values() for t in times)
     lines = [
         "| method | phase | cells | wall time per cell (mean) | training per cell (mean) |",
         "|---|---|---|---|---|",
@@ -105,9 +107,19 @@ def _wall_times(cells: list[LoadedCell]) -> list[str]:
         lines.append(
             f"| {method} | {phase} | {len(times)} | {duration(cell_s)} | {duration(train_s) if train_s else '-'} |"
         )
+    budgets = sorted(by_budget, key=lambda b: (b == "native", float(b) if b.replace(".", "", 1).isdigit() else 0))
+    per_budget = [
+        f"{b}{'%' if b != 'native' else ''}: {len(by_budget[b])} cells, {duration(sum(by_budget[b]))}" for b in budgets
+    ]
     return [
-        f"Total: {duration(total)} of cell wall time over {sum(map(len, by_method.values()))} finished cells.\n"
+        f"Total: {duration(total)} of cell wall time over {sum(map(len, by_method.values()))} finished cells "
+        "(a selected search cell's later test scoring included); per budget: " + "; ".join(per_budget) + ".\n"
     ] + lines
+
+
+def _cost(times: dict) -> float:
+    """A cell's wall time: its run and, for a selected search cell, its later test scoring."""
+    return float(times.get("total_s", 0.0)) + float(times.get("test_scoring_s", 0.0))
 
 
 def _lr(result) -> float | None:

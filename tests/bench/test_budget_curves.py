@@ -126,5 +126,6 @@ def test_a_board_readme_of_several_budgets_shows_the_table_the_curve_and_claim_f
     assert "## By budget" in readme and "| method | 0.1% | 0.5% | 6.7% | native |" in readme
     assert "(curves/rerank-toy-test-ndcg-10-params.svg)" in readme
     assert "#### budget 0.1%" in readme and "4. **Smallest budget not below full fine-tuning?**" in readme
+    assert "per budget: 0.1%: 3 cells, " in readme and "; native: 4 cells, " in readme  # 3 full + bm25
     index = build(cells, "mini", tmp_path / "site", source=str(store))
     assert (index.parent / "budgets.csv").is_file() and (index.parent / "budgets.tex").is_file()
