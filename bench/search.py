@@ -327,7 +327,8 @@ def _centred(groups: list[Group], centre: dict, where: str) -> list[Group]:
             steps[id(group)] = 0
             continue
         stage, datasets, method, _ = group.key
-        ladder = sorted((methods_pct(g.cells[0].budget), g) for g in groups if g.key[:3] == (stage, datasets, method))
+        ladder = [(methods_pct(g.cells[0].budget), g) for g in groups if g.key[:3] == (stage, datasets, method)]
+        ladder.sort(key=lambda item: item[0])  # on the percentage alone: two groups never compare
         pcts = [p for p, _ in ladder]
         if anchor not in pcts:
             steps[id(group)] = 0
