@@ -281,6 +281,10 @@ def smallest_non_inferior(peft: list[Row], full: Row | None, margin: float | Non
         rows = sorted(rows, key=lambda r: r.pct or 0.0, reverse=True)
         passed, stop = None, None
         for row in rows:
+            if not row.values:  # a budget the method cannot reach, or none of its seeds trained
+                reachable = not any(n.startswith("not run:") for n in row.notes)
+                stop = f"{_at(row)}: {'no trained seed' if reachable else 'not reachable'}"
+                break
             test = row.tests.get(full.method)
             if test is None or not math.isfinite(test.se):
                 stop = f"{_at(row)} not tested"

@@ -141,7 +141,12 @@ def test_the_smallest_non_inferior_budget_is_a_fixed_sequence_from_the_largest_d
         _budget_row("adapter", "6.7", 6.7, -0.05),  # no at the largest: none
         _budget_row("adapter", "0.5", 0.5, 0.05),
     ]
+    unreachable = _budget_row("iaa-s", "0.1", 0.122, 0.0)
+    unreachable.values, unreachable.notes = [], ["not run: budget 0.1% is not reachable: ..."]
+    peft += [_budget_row("iaa-s", "0.5", 0.5, 0.05), unreachable]
     lines = smallest_non_inferior(peft, full, 0.01)
+    iaa = next(x for x in lines if x.startswith("   - iaa-s:"))
+    assert "**0.5%**" in iaa and "stopped at 0.1%: not reachable" in iaa
     lora = next(x for x in lines if x.startswith("   - lora:"))
     assert "**2%**" in lora and "stopped at 0.5%: undecided" in lora
     adapter = next(x for x in lines if x.startswith("   - adapter:"))
