@@ -6,15 +6,18 @@ version of it (a selected search cell scored on the test data since, or trained 
     python scripts/board-progress.py BOARD EXPORT.jsonl [PROGRESS]
 
 Resume a grid from them with the newer file first: `--resume-from PROGRESS --resume-from results.jsonl`.
+BENCH_RECORDS_ROOT: the checkout whose reports/published/ receives them (default: this one; a grid run from
+a worktree writes into the main checkout).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(os.environ.get("BENCH_RECORDS_ROOT") or Path(__file__).resolve().parents[1])
 
 
 def records(path: Path) -> dict[str, dict]:
