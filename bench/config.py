@@ -280,6 +280,7 @@ def parse_suite(raw: dict, where: str) -> Suite:
         if anchor not in numbers:
             raise BenchError(
                 f"suite {where}: search_centre.{key}: budget {anchor:g} is not one of the suite's budgets {top.budgets}"
+                " (the other budgets centre their search on its winner: include it in --budgets)"
             )
     owned = {}
     for key in owned_keys & set(raw):

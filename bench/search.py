@@ -89,16 +89,16 @@ class Group:
             settled = neighbour.configs_now(store) and not neighbour.pending_search(store)
             return list(self.configs) if settled else []
         axis = self.centre[0]
-        values = sorted(c[axis] for c in self.configs)
+        values = sorted(float(c[axis]) for c in self.configs)  # --search gives text ("1e-3")
         half = len(values) // 2  # the median: the middle value (an odd count), else the two middle ones' geometric mean
         middle = values[half] if len(values) % 2 else math.sqrt(values[half - 1] * values[half])
-        return [{**c, axis: float(f"{c[axis] * winner / middle:.3g}")} for c in self.configs]
+        return [{**c, axis: float(f"{float(c[axis]) * winner / middle:.3g}")} for c in self.configs]
 
     def centre_value(self, store: RunStore) -> float | None:
         """The neighbouring budget's selected value of the centred setting, None until it is selected."""
         axis, neighbour = self.centre
         chosen = neighbour.chosen(store)
-        return None if chosen is None else chosen[axis]
+        return None if chosen is None else float(chosen[axis])
 
     def waiting(self, store: RunStore) -> bool:
         """A centred search whose neighbouring budget has no winner yet."""
@@ -336,9 +336,18 @@ def _centred(groups: list[Group], centre: dict, where: str) -> list[Group]:
         here, home = pcts.index(pct), pcts.index(anchor)
         steps[id(group)] = abs(here - home)
         if here != home:
+            if not all(_positive(c.get(axis)) for c in group.configs):
+                raise BenchError(f"suite {where}: search_centre.{axis}: its searched values must be positive numbers")
             neighbour = ladder[here + (1 if here < home else -1)][1]
             group.centre = (axis, by_key[neighbour.key])
     return sorted(groups, key=lambda g: steps[id(g)])
+
+
+def _positive(value) -> bool:
+    try:
+        return float(value) > 0 and not isinstance(value, bool)
+    except (TypeError, ValueError):
+        return False
 
 
 def _unique(searched: dict) -> dict:
