@@ -6,7 +6,9 @@ hooks. Four kinds of connection cover every method:
 
 - ``add_to_output``: output of ``target`` += module(x), where x is the input of ``source`` (argument
   ``arg``) or, by default, ``target``'s own output (a serial adapter) ;
-- ``prepend_positions``: an attention module sees trainable key/value rows first (prefix tuning);
+- ``prepend_keys``: an attention module's keys and values start with trainable rows (prefix tuning),
+  through the key/value cache argument BERT-like attention takes; ``prepend_positions`` does the same
+  where a module takes no cache, as extra input positions whose outputs are dropped;
 - ``add_then_renormalize``: a block's output goes through its own LayerNorm again with a module's output
   added (the SeqBn adapter placement).
 """
@@ -112,23 +114,78 @@ def add_then_renormalize(block: nn.Module, norm: nn.Module, module: nn.Module) -
     return handles
 
 
+CACHE_ARGUMENTS = ("cache", "past_key_values", "past_key_value")  # transformers 5.x, 4.57, older
+
+
+def prepend_keys(attention: nn.Module, key_rows, value_rows, names: tuple[str, ...]) -> list | None:
+    """Prefix tuning as its authors define it: every head's keys and values start with l trainable rows
+    (``key_rows`` / ``value_rows``, l x d, or callables with a ``length``, asked at each forward), and every
+    mask or bias named in ``names`` gets l leading key positions that attend freely. The queries, the
+    projections and the outputs are the real tokens' alone, so the attention costs L x (l + L), not
+    (l + L)^2. The rows enter through the key/value cache argument of the module's forward (the one BERT-like
+    attention updates with its fresh keys and values), which is how every transformers version since 4.57
+    lets a caller prepend keys. None where the module takes no cache: use ``prepend_positions``."""
+    signature = inspect.signature(attention.forward)
+    slot = next((name for name in CACHE_ARGUMENTS if name in signature.parameters), None)
+    if slot is None:
+        return None
+    extra = key_rows.shape[0] if not callable(key_rows) else key_rows.length
+
+    def widen(mod, args, kwargs):
+        arguments = _bound(signature, args, kwargs)
+        if arguments.get(slot) is not None:
+            raise RuntimeError("prefix tuning runs without a key/value cache: call the model with use_cache=False")
+        arguments[slot] = _PrefixCache(key_rows, value_rows)
+        for name in names:
+            if arguments.get(name) is not None:
+                arguments[name] = _pad_axis(arguments[name], extra, -1)
+        return (), arguments
+
+    return [attention.register_forward_pre_hook(widen, with_kwargs=True)]
+
+
+class _PrefixCache:
+    """What the attention module asks to extend its keys and values: the prefix rows, in front."""
+
+    def __init__(self, key_rows, value_rows):
+        self.key_rows, self.value_rows = key_rows, value_rows
+
+    def update(self, key: torch.Tensor, value: torch.Tensor, *args, **kwargs):
+        return _in_front(self.key_rows, key), _in_front(self.value_rows, value)
+
+
+def _in_front(rows, states: torch.Tensor) -> torch.Tensor:
+    """rows (l x d, heads side by side as the projections lay them out) before states (batch, heads, L, d/heads)."""
+    value = rows() if callable(rows) else rows
+    batch, heads, _, width = states.shape
+    per_head = value.to(states.dtype).view(-1, heads, width).transpose(0, 1)
+    return torch.cat([per_head.unsqueeze(0).expand(batch, -1, -1, -1), states], dim=2)
+
+
+def _bound(signature: inspect.Signature, args, kwargs) -> dict:
+    """A call's arguments by name, ``**kwargs`` spread out."""
+    arguments = dict(signature.bind(*args, **kwargs).arguments)
+    for param in signature.parameters.values():
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            arguments.update(arguments.pop(param.name, {}))
+    return arguments
+
+
 def prepend_positions(
     attention: nn.Module, key: nn.Module, value: nn.Module, key_rows, value_rows, names: tuple[str, ...]
 ) -> list:
-    """Prefix tuning on an attention module, whatever its transformers version: l positions are put in
+    """Prefix tuning on an attention module that takes no key/value cache (MPNet): l positions are put in
     front of its input, their keys and values are ``key_rows`` / ``value_rows`` (l x d, set at the key and
     value projections' outputs; or callables with a ``length``, asked at each forward), every mask or bias
     named in ``names`` gets l leading positions that attend
-    freely, and the l extra outputs are dropped. The real queries thus attend to [prefix; keys]."""
+    freely, and the l extra outputs are dropped. The real queries thus attend to [prefix; keys], as with
+    ``prepend_keys``, at the cost of projecting and attending from l more positions."""
     signature = inspect.signature(attention.forward)
     first = next(iter(signature.parameters))
     extra = key_rows.shape[0] if not callable(key_rows) else key_rows.length
 
     def widen(mod, args, kwargs):
-        arguments = dict(signature.bind(*args, **kwargs).arguments)
-        for param in signature.parameters.values():
-            if param.kind is inspect.Parameter.VAR_KEYWORD:
-                arguments.update(arguments.pop(param.name, {}))
+        arguments = _bound(signature, args, kwargs)
         hidden = arguments[first]
         length = hidden.shape[1]
         arguments[first] = torch.cat([hidden.new_zeros(hidden.shape[0], extra, hidden.shape[2]), hidden], dim=1)

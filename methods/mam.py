@@ -23,7 +23,7 @@ def insert_mam(base, arch: A.ArchMap, r: int, l: int, scale: float) -> None:
 register(
     Method(
         name="mam",
-        revision=2,  # 2: its prefix rows take no weight decay (methods/decay.py)
+        revision=3,  # 2: its prefix rows take no weight decay (methods/decay.py); 3: prefix.py's keys-only rows
         summary="mix-and-match: prefix (l) on attention + parallel FFN adapter (r), scaled by s",
         inject=lambda base, arch, r, l, scale: insert_mam(base, arch, r, l, scale),
         knobs=(

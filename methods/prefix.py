@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from . import arch as A
-from .inject import attach, prepend_positions
+from .inject import attach, prepend_keys, prepend_positions
 from .modules import PrefixKV
 from .registry import Knob, Method, register
 
@@ -30,12 +30,17 @@ def insert_prefixes(base, arch: A.ArchMap, l: int, reparameterize: int = 0) -> N
         attention = A.get(layer, arch.self_attention)
         key, value = A.get(layer, arch.projections["k"]), A.get(layer, arch.projections["v"])
         if reparameterize:
-            rows = [_Rows(reparam, index, part) for part in (0, 1)]
-            prepend_positions(attention, key, value, rows[0], rows[1], arch.widen_args)
+            _prepend(attention, key, value, *[_Rows(reparam, index, part) for part in (0, 1)], arch.widen_args)
             continue
         prefix = attach(attention, "prefix", PrefixKV(l, d))
         _init_from_vocabulary(base, prefix, key, value)
-        prepend_positions(attention, key, value, prefix.key, prefix.value, arch.widen_args)
+        _prepend(attention, key, value, prefix.key, prefix.value, arch.widen_args)
+
+
+def _prepend(attention, key, value, key_rows, value_rows, names) -> None:
+    """The rows as keys and values only where the module takes a cache, else as extra input positions."""
+    if prepend_keys(attention, key_rows, value_rows, names) is None:
+        prepend_positions(attention, key, value, key_rows, value_rows, names)
 
 
 class PrefixReparam(nn.Module):
@@ -113,6 +118,8 @@ register(
         primary="l",
         derive=lambda value, budget: {"l": value},
         paper={"0.5": {"l": 32}, "6.7": {"l": 200}},
-        revision=2,  # 2: prefix rows take no weight decay (methods/decay.py)
+        # 2: prefix rows take no weight decay (methods/decay.py); 3: the rows enter as keys and values only
+        # (inject.prepend_keys): the same function, (l+L)/L times less attention, another dropout draw
+        revision=3,
     )
 )

@@ -10,8 +10,8 @@
 # process that imports the tree's code, so edits in the main checkout must not reach it) with
 # BENCH_RECORDS_ROOT=<the main checkout>: the records are read from and written to that checkout's boards.
 #
-# Order: the protocol v2 grids (0.5% and the one-size methods) first, then the budget curves, then the LLM
-# reranker board. A grid already complete finishes at once (nothing recomputed).
+# Order: the protocol v2 grids (0.5% and the one-size methods) first, then the LLM reranker board (about 9 h),
+# then the budget curves (about 29 h). A grid already complete finishes at once (nothing recomputed).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-runs-board}
@@ -56,6 +56,6 @@ run_grid() {  # $1 board, $2 progress file name, the rest: grid flags
 
 run_grid board-scifact-rerank progress-v2.jsonl --budgets 0.5
 run_grid board-scifact-dense progress-v2.jsonl --budgets 0.5
+run_grid board-scifact-qlm progress.jsonl
 run_grid board-scifact-rerank progress-v2.jsonl
 run_grid board-scifact-dense progress-v2.jsonl
-run_grid board-scifact-qlm progress.jsonl
