@@ -75,6 +75,14 @@ def _settings(args) -> dict:
     for flag in ("batch", "group", "steps", "eval_passages", "eval_batch"):
         if getattr(args, flag) <= 0:
             raise BenchError(f"bench perf --{flag.replace('_', '-')} {getattr(args, flag)}: must be positive")
+    try:
+        budgets = [float(x) for x in _csv(args.budgets)]
+    except ValueError:
+        raise BenchError(
+            f"bench perf --budgets {args.budgets!r}: give comma-separated percentages, e.g. 0.5,6.7"
+        ) from None
+    if not budgets or min(budgets) <= 0:
+        raise BenchError(f"bench perf --budgets {args.budgets!r}: give positive percentages")
     if args.warmup < 0:
         raise BenchError(f"bench perf --warmup {args.warmup}: must be zero or more")
     out = Path(args.out)
@@ -85,8 +93,19 @@ def _settings(args) -> dict:
         "lengths": lengths,
         "stages": stages,
         "methods": chosen,
+        "budgets": budgets,
         "out": out,
     }
+
+
+def _sizes(names: list[str], budgets: list[float]) -> list[tuple[str, float | None]]:
+    """Each method at each budget; a one-size method once (budget None)."""
+    import methods
+
+    sizes = []
+    for name in names:
+        sizes += [(name, None)] if methods.get_method(name).fixed else [(name, b) for b in budgets]
+    return sizes
 
 
 def _model(stage, args) -> str:
@@ -132,10 +151,10 @@ def run_perf(args) -> int:
     for stage in s["stages"]:
         model = _model(stage, args)
         for length in s["lengths"]:
-            for method in s["methods"]:
+            for method, budget in _sizes(s["methods"], s["budgets"]):
                 if stage.family not in __import__("methods").get_method(method).families:
                     continue
-                row = {"stage": stage.name, "method": method, "length": length, "model": model}
+                row = {"stage": stage.name, "method": method, "budget": budget, "length": length, "model": model}
                 stacks = ["ours"] + (
                     ["reference"] if method in training.REFERENCE_METHODS and stage.perf.reference_model else []
                 )
@@ -154,12 +173,11 @@ def run_perf(args) -> int:
                         args.steps,
                         args.warmup,
                         attention="parallel_dropout" if stack == PARALLEL else None,
+                        budget=budget or 0.5,
                     )
                     row[stack]["fraction_of_peak"] = row[stack]["flops_per_s"] / peak
-                    print(
-                        f"train {stage.name} {method} L{length} {stack}: {row[stack]['examples_per_s']:.1f} examples/s",
-                        flush=True,
-                    )
+                    size, speed = f" {budget:g}%" if budget else "", row[stack]["examples_per_s"]
+                    print(f"train {stage.name} {method}{size} L{length} {stack}: {speed:.1f} examples/s", flush=True)
                 if "reference" in row:
                     row["ratio"] = row["ours"]["examples_per_s"] / row["reference"]["examples_per_s"]
                     if PARALLEL in row:
@@ -222,6 +240,11 @@ def add_arguments(pf) -> None:
         help="methods to time (full and lora also through the reference stack)",
     )
     pf.add_argument("--lengths", default="128,256", help="sequence lengths")
+    pf.add_argument(
+        "--budgets",
+        default="0.5",
+        help="%% of the backbone's parameters each budgeted method is sized to, comma-separated",
+    )
     pf.add_argument("--model", default=None, help="encoder backbone (default: each stage's, minilm)")
     pf.add_argument("--lm-model", default=None, help="causal LM for the qlm stage (default: smollm2)")
     pf.add_argument("--precision", default="auto", choices=["no", "bf16", "auto"])

@@ -30,7 +30,7 @@ def print_report(report: dict, precision: str, out) -> None:
             [
                 [
                     r["stage"],
-                    r["method"],
+                    r["method"] + (f" {r['budget']:g}%" if r.get("budget") else ""),
                     str(r["length"]),
                     f"{r['ours']['examples_per_s']:.1f}",
                     f"{r['reference']['examples_per_s']:.1f}" if "reference" in r else "-",

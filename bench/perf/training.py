@@ -53,12 +53,12 @@ def parallel_dropout_runs(stage, model: str) -> bool:
     return can_switch(base_model(stage.name, model).model)
 
 
-def ours_setup(stage, method: str, model: str):
+def ours_setup(stage, method: str, model: str, budget: float = 0.5):
     import methods
 
     built = copy.deepcopy(base_model(stage.name, model))
-    budget = None if methods.get_method(method).fixed else 0.5
-    record = methods.apply_towers(built.model, stage.tuned(built), method, budget_pct=budget)
+    pct = None if methods.get_method(method).fixed else budget
+    record = methods.apply_towers(built.model, stage.tuned(built), method, budget_pct=pct)
     return built, stage.loss(built, stage.Train()), record
 
 
@@ -86,16 +86,20 @@ def measure(
     fused: bool = True,
     compile_: bool = False,
     attention: str | None = None,
+    budget: float = 0.5,
 ) -> dict:
-    """One training measurement: examples/s, tokens/s, FLOPs per step, FLOP/s and peak memory."""
+    """One training measurement: examples/s, tokens/s, FLOPs per step, FLOP/s and peak memory, the method
+    sized to ``budget`` (% of the backbone's parameters; ignored by one-size methods)."""
     queries, group = stage.perf.shape(batch, group)
     reset_peak_memory()
     if stack == "ours":
         seconds, flops, trainable = _ours(
-            stage, method, length, model, precision, queries, group, steps, warmup, fused, compile_, attention
+            stage, method, length, model, precision, queries, group, steps, warmup, fused, compile_, attention, budget
         )
     else:
-        seconds, flops, trainable = _reference(stage, method, length, model, precision, queries, group, steps, warmup)
+        seconds, flops, trainable = _reference(
+            stage, method, length, model, precision, queries, group, steps, warmup, budget
+        )
     examples = steps * stage.perf.examples(queries, group)
     tokens = steps * stage.perf.tokens(queries, group, length)
     return {
@@ -110,11 +114,11 @@ def measure(
     }
 
 
-def _ours(stage, method, length, model, precision, queries, group, steps, warmup, fused, compile_, attention):
+def _ours(stage, method, length, model, precision, queries, group, steps, warmup, fused, compile_, attention, budget):
     from ..attention import use_parallel_dropout
     from ..train import make_accelerator, train
 
-    built, loss, record = ours_setup(stage, method, model)
+    built, loss, record = ours_setup(stage, method, model, budget)
     if (attention or stage.Train().train_attention) == "parallel_dropout":  # as a cell's fit() does
         use_parallel_dropout(built.model)
     if compile_:
@@ -162,7 +166,7 @@ def _rows(batch: dict, queries: int) -> list[dict]:
     return [{k: v[i] for k, v in shaped.items()} for i in range(queries)]
 
 
-def _reference(stage, method, length, model, precision, queries, group, steps, warmup):
+def _reference(stage, method, length, model, precision, queries, group, steps, warmup, budget):
     """The same steps through transformers' Trainer (peft's LoRA for lora): (seconds, flops, trainable)."""
     import torch
     from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -177,7 +181,7 @@ def _reference(stage, method, length, model, precision, queries, group, steps, w
     if method == "lora":
         from peft import LoraConfig, get_peft_model
 
-        knobs = methods.solve(reference.config, "lora", 0.5)
+        knobs = methods.solve(reference.config, "lora", budget)
         reference = get_peft_model(
             reference,
             LoraConfig(

@@ -69,6 +69,21 @@ def test_perf_writes_training_evaluation_and_peak_figures(tmp_path):
     assert "ratio" in done.stdout and "pairs/s" in done.stdout
 
 
+def test_perf_sizes_each_budgeted_method_to_every_budget(tmp_path):
+    out = tmp_path / "perf.json"
+    flags = ["--stages", "rerank", "--lengths", "16", "--steps", "1", "--warmup", "0", "--precision", "no"]
+    skip = ["--skip-eval", "--skip-grid", "--skip-ablations", "--out", str(out)]
+    done = bench("perf", *flags, "--methods", "full,prefix", "--budgets", "0.5,6.7", *skip)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(out.read_text())["training"]
+    assert [(r["method"], r["budget"]) for r in rows] == [("full", None), ("prefix", 0.5), ("prefix", 6.7)]
+    small, large = rows[1]["ours"]["trainable"], rows[2]["ours"]["trainable"]
+    assert 10 < large / small < 16  # 6.7% against 0.5% of the same backbone
+    assert "prefix 6.7% L16" in done.stdout
+    bad = bench("perf", *flags, "--methods", "lora", "--budgets", "half", *skip)
+    assert bad.returncode != 0 and "--budgets 'half'" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_grid_overhead_is_wall_time_outside_training_and_evaluation(tmp_path, monkeypatch):
     from bench.perf.grid import measure_grid_overhead
 
