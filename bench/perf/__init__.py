@@ -57,14 +57,7 @@ def _settings(args) -> dict:
         for key, value in QUICK.items():
             if getattr(args, key) == PARSER_DEFAULTS.get(key):
                 setattr(args, key, value)
-    try:
-        lengths = [int(x) for x in _csv(args.lengths)]
-    except ValueError:
-        raise BenchError(
-            f"bench perf --lengths {args.lengths!r}: give comma-separated integers, e.g. 128,256"
-        ) from None
-    if not lengths or min(lengths) <= 0:
-        raise BenchError(f"bench perf --lengths {args.lengths!r}: give positive integers")
+    lengths = _positive_list(args.lengths, int, "--lengths", "integers, e.g. 128,256")
     stages = [get_stage(s) for s in _csv(args.stages)]
     bad = [s.name for s in stages if s.perf is None]
     if bad:
@@ -75,14 +68,7 @@ def _settings(args) -> dict:
     for flag in ("batch", "group", "steps", "eval_passages", "eval_batch"):
         if getattr(args, flag) <= 0:
             raise BenchError(f"bench perf --{flag.replace('_', '-')} {getattr(args, flag)}: must be positive")
-    try:
-        budgets = [float(x) for x in _csv(args.budgets)]
-    except ValueError:
-        raise BenchError(
-            f"bench perf --budgets {args.budgets!r}: give comma-separated percentages, e.g. 0.5,6.7"
-        ) from None
-    if not budgets or min(budgets) <= 0:
-        raise BenchError(f"bench perf --budgets {args.budgets!r}: give positive percentages")
+    budgets = _positive_list(args.budgets, float, "--budgets", "percentages, e.g. 0.5,6.7")
     if args.warmup < 0:
         raise BenchError(f"bench perf --warmup {args.warmup}: must be zero or more")
     out = Path(args.out)
@@ -96,6 +82,17 @@ def _settings(args) -> dict:
         "budgets": budgets,
         "out": out,
     }
+
+
+def _positive_list(text: str, kind, flag: str, what: str) -> list:
+    """A comma-separated flag's positive numbers, or one line saying what to give."""
+    try:
+        values = [kind(x) for x in _csv(text)]
+    except ValueError:
+        values = []
+    if not values or min(values) <= 0:
+        raise BenchError(f"bench perf {flag} {text!r}: give comma-separated positive {what}")
+    return values
 
 
 def _sizes(names: list[str], budgets: list[float]) -> list[tuple[str, float | None]]:
@@ -173,7 +170,7 @@ def run_perf(args) -> int:
                         args.steps,
                         args.warmup,
                         attention="parallel_dropout" if stack == PARALLEL else None,
-                        budget=budget or 0.5,
+                        budget=budget,
                     )
                     row[stack]["fraction_of_peak"] = row[stack]["flops_per_s"] / peak
                     size, speed = f" {budget:g}%" if budget else "", row[stack]["examples_per_s"]

@@ -53,7 +53,7 @@ def parallel_dropout_runs(stage, model: str) -> bool:
     return can_switch(base_model(stage.name, model).model)
 
 
-def ours_setup(stage, method: str, model: str, budget: float = 0.5):
+def ours_setup(stage, method: str, model: str, budget: float | None = 0.5):
     import methods
 
     built = copy.deepcopy(base_model(stage.name, model))
@@ -86,10 +86,10 @@ def measure(
     fused: bool = True,
     compile_: bool = False,
     attention: str | None = None,
-    budget: float = 0.5,
+    budget: float | None = 0.5,
 ) -> dict:
     """One training measurement: examples/s, tokens/s, FLOPs per step, FLOP/s and peak memory, the method
-    sized to ``budget`` (% of the backbone's parameters; ignored by one-size methods)."""
+    sized to ``budget`` (% of the backbone's parameters; None or ignored for one-size methods)."""
     queries, group = stage.perf.shape(batch, group)
     reset_peak_memory()
     if stack == "ours":
