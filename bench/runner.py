@@ -97,6 +97,30 @@ def reported_cells(grid, store: RunStore) -> list[Cell]:
     return grid.fixed + grid.final_phase(store)
 
 
+def grid_records(grid, store: RunStore) -> list[results.LoadedCell]:
+    """Every finished cell of a searched grid (fixed, search, selected), each labelled with the role this
+    grid gives it: a selected configuration's cell is "final" with this grid's selection, any other search
+    cell is "search" with none. The stored result may say otherwise when it was made under another protocol
+    (a cell of an earlier one-seed search, selected there, is a plain search cell of an every-seed search), and
+    the tables read the label: an earlier protocol's choice never reaches this grid's leaderboard."""
+    from dataclasses import replace
+
+    fixed = {c.id for c in grid.fixed}
+    finals = {c.id: c for c in grid.final_phase(store)}
+    out, seen = [], set()
+    for cell in [*grid.first_phase(store), *finals.values()]:
+        loaded = None if cell.id in seen else store.loaded(cell)
+        seen.add(cell.id)
+        if loaded is None:
+            continue
+        if cell.id in finals:
+            loaded = replace(loaded, result=replace(loaded.result, phase="final", selection=finals[cell.id].selection))
+        elif cell.id not in fixed:
+            loaded = replace(loaded, result=replace(loaded.result, phase="search", selection={}))
+        out.append(loaded)
+    return out
+
+
 def expected_seeds(cells: list[Cell]) -> dict[tuple, int]:
     """(stage, dataset, method, budget) -> the seeds the grid asks for (k/n finished in the leaderboards)."""
     expected: dict[tuple, int] = {}

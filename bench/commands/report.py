@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..flags import GRID_FLAGS
-from ..runner import expected_seeds, reported_cells, resolve_grid, resolve_plan, writable_folder
+from ..runner import expected_seeds, grid_records, resolve_grid, resolve_plan, writable_folder
 from ..store import RunStore
 
 
@@ -44,8 +44,10 @@ def report_from_cli(args) -> int:
         loaded = []
     elif restricted:
         grid = resolve_plan(args, Path(args.runs))[1]
-        wanted = reported_cells(grid, store) if grid.searching else cells
-        loaded = [c for c in (store.loaded(cell) for cell in wanted) if c is not None]
+        if grid.searching:  # the search cells too: the records rebuild the store, and its choices rest on them
+            loaded = grid_records(grid, store)
+        else:
+            loaded = [c for c in (store.loaded(cell) for cell in cells) if c is not None]
     else:
         loaded = scan(store.root)
     seen = {c.result.cell_id for c in loaded}
@@ -74,7 +76,8 @@ def report_from_cli(args) -> int:
 
 def publish_from_cli(args) -> int:
     """``bench publish``: the report of a board's store (its leaderboards, site and records) under
-    ``--out/<suite>/`` plus a README: the commands, commit, machine, wall times, headline and claims."""
+    ``--out/<suite>/`` plus a README: the commands, commit, machine, wall times, headline and claims, and the
+    folder's ``changes.md`` (what changed from the previous publication) under the board's description."""
     from ..files import atomic_write_text
     from ..report.publish import board_readme
     from ..report.stats import build_rows
@@ -89,7 +92,9 @@ def publish_from_cli(args) -> int:
     rows = build_rows(loaded, expected=expected_seeds(cells))
     about = _leading_comment(locate_suite(args.suite or suite.name, None)[0])
     margin = suite.top.non_inferiority_margin
-    readme = board_readme(folder.name, suite.name, about, loaded, rows, list(args.command or []), margin)
+    changes = folder / "changes.md"
+    changes = changes.read_text(encoding="utf-8") if changes.is_file() else ""
+    readme = board_readme(folder.name, suite.name, about, loaded, rows, list(args.command or []), margin, changes)
     atomic_write_text(folder / "README.md", readme)
     print(f"published: {folder} (README.md, index.html, leaderboard.csv / .md / .tex, results.jsonl)")
     return 0

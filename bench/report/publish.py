@@ -25,10 +25,14 @@ def board_readme(
     rows: list[Row],
     commands: list[str],
     margin: float | None = None,
+    changes: str = "",
 ) -> str:
     """``board``: the published folder's name; ``suite``: the suite its cells belong to; ``margin``: its
-    declared non-inferiority margin (claim 2)."""
+    declared non-inferiority margin (claim 2); ``changes``: what this publication changes from the board's
+    previous one (the folder's hand-written ``changes.md``: the records cannot say why a protocol moved)."""
     out = [f"# {board}\n", about.strip() + "\n"] if about.strip() else [f"# {board}\n"]
+    if changes.strip():
+        out += [changes.strip() + "\n"]
     out += ["## How it was made\n", *_provenance(cells), ""]
     out += ["Commands (run from the repository root; the store resumes, so a grid spans sittings):\n", "```"]
     out += commands or [f"bench run --suite {suite}"]

@@ -15,7 +15,9 @@ from bench import results
 from bench.config import load_suite
 from bench.data import cached_collection, held_out_queries, holdout_fingerprint
 from bench.report.search_views import expected_best
+from bench.report.stats import build_rows
 from bench.results import Status
+from bench.runner import grid_records
 from bench.search import configurations, plan, select_on_validation
 from bench.store import RunStore
 from helpers.data import write_synthetic_beir
@@ -154,3 +156,41 @@ def test_expected_best_equals_the_enumerated_expectation():
     for n, value in enumerate(expected_best(scores), 1):
         draws = list(itertools.product(scores, repeat=n))
         assert value == pytest.approx(sum(max(d) for d in draws) / len(draws))
+
+
+def test_an_earlier_protocols_selection_is_relabelled_a_search_cell_and_left_out_of_the_table(grid):
+    cells, store = grid
+    rng = random.Random(0)
+    for group in cells.groups:
+        for cell in group.search_cells():
+            write(store, cell, rng.random())
+    lora = next(g for g in cells.groups if g.cells[0].method == "lora")
+    chosen = lora.final_cells(store)[0].selection["chosen"]
+    loser = next(c for c in lora.search_cells() if {k: c.train[k] for k in chosen} != chosen)
+    stale = results.load(store.dir_for(loser))
+    results.write(  # what an earlier search left: this configuration selected, and scored on the test data
+        store.dir_for(loser),
+        results.CellResult(
+            **{
+                **vars(stale),
+                "phase": "final",
+                "selection": {"chosen": {k: loser.train[k] for k in chosen}},
+                "metrics": {"synth/test": {"ndcg@10": 0.99}},
+            }
+        ),
+    )
+    finals = [c for g in cells.groups for c in g.final_cells(store)]
+    for cell in finals:  # the test scores; a search seed's cell keeps its validation score (and so the choice)
+        before = results.load(store.dir_for(cell)) if store.dir_for(cell).is_dir() else None
+        validation = before.validation[VALIDATION]["ndcg@10"] if before else 0.5
+        write(store, cell, validation, 0.25 + 0.01 * cell.seed)
+    records = grid_records(cells, store)
+    by_id = {c.result.cell_id: c.result for c in records}
+    assert by_id[loser.id].phase == "search" and by_id[loser.id].selection == {}
+    assert {by_id[c.id].phase for c in finals} == {"final"}
+    assert all(by_id[c.id].selection["chosen"] == g.chosen(store) for g in cells.groups for c in g.final_cells(store))
+    searched = {c.id for g in cells.groups for c in g.search_cells(store)}
+    assert set(by_id) == searched | {c.id for c in finals}  # the search cells are in the records too (bm25 never ran)
+    (row,) = [r for r in build_rows(records, compare=False) if r.method == "lora" and r.metric == "ndcg@10"]
+    assert sorted(row.values) == [0.26, 0.27, 0.28]  # the three selected seeds; never the stale 0.99
+    assert all(c.status is Status.DONE for c in records)

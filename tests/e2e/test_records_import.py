@@ -127,6 +127,8 @@ def test_publish_writes_the_board_and_a_readme_answering_the_claims_from_its_tes
         first_stage={"backend": "bm25s", "depth": 10},
     )
     assert bench("run", "--suite", grid, "--out", tmp_path / "runs", env_path=data).returncode == 0
+    (tmp_path / "pub" / "board").mkdir(parents=True)
+    (tmp_path / "pub" / "board" / "changes.md").write_text("## Changes from v1\n\n- every seed searched\n")
     done = bench(
         "publish", "--suite", grid, "--runs", tmp_path / "runs", "--out", tmp_path / "pub",
         "--command", "nice -n 19 bench run --suite board", env_path=data,
@@ -135,6 +137,7 @@ def test_publish_writes_the_board_and_a_readme_answering_the_claims_from_its_tes
     folder = tmp_path / "pub" / "board"
     assert {p.name for p in folder.iterdir()} >= {"README.md", "index.html", "results.jsonl", "leaderboard.csv"}
     readme = (folder / "README.md").read_text()
+    assert readme.index("## Changes from v1\n\n- every seed searched\n") < readme.index("## How it was made")
     md = bench("report", "--suite", grid, "--runs", tmp_path / "runs", "--format", "md", env_path=data).stdout
     assert md in readme and "nice -n 19 bench run --suite board" in readme
     assert "commit " in readme and "x86_64" in readme or "cpu:" in readme
