@@ -12,7 +12,11 @@ board's design (docs/statistics.md measures the error rates these rest on):
    counts pooled over budgets (Fisher, 1922), with the smallest p the design can reach; (b) the spread of the
    trained seeds' means against Adapter's, Brown-Forsythe's test (Levene's with the median; Brown &
    Forsythe, JASA 1974), Holm over the IAA variants, with its power at this design for a 3x smaller seed
-   standard deviation, by a seeded simulation. "Not answerable" where a side has fewer than 3 trained seeds.
+   standard deviation, by a seeded simulation. "Not answerable" where a side has fewer than 3 trained seeds;
+   (c) where the records hold the search: the collapses over every cell the search trained (every seed at
+   every lr), counted at the lrs both methods tried (a collapse depends on the lr: an lr one method never
+   tried is no evidence of its stability), Fisher's exact test, Holm over the IAA variants. Under protocol v2
+   the finals sit at the best validation lr, where collapses are rare: the search is where they show.
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ STEADIER_RATIO = 3.0  # claim 3's effect for its power: a seed standard deviatio
 MIN_SPREAD_SEEDS = 3  # with 2 seeds both deviations from the median are equal: no spread to test
 
 
-def claims(rows: list[Row], margin: float | None = None) -> list[str]:
-    """Per headline table (stage, dataset, its headline metric): the three claims."""
+def claims(rows: list[Row], margin: float | None = None, cells: list | None = None) -> list[str]:
+    """Per headline table (stage, dataset, its headline metric): the three claims. ``cells``: the board's
+    records (LoadedCell), search cells included, for claim 3's collapses over the search."""
     out = []
     metric = {stage: metric_order({r.metric for r in rows if r.stage == stage})[0] for stage in {r.stage for r in rows}}
     tables = {key: members for key, members in headline_rows(rows).items() if key[2] == metric[key[0]]}
@@ -52,6 +57,7 @@ def claims(rows: list[Row], margin: float | None = None) -> list[str]:
             out += below_full([r for r in rows_at if r.values], full)
             out += iaa_l_vs_adapter(rows_at, margin)
             out += steadier(rows_at, pooled=len(budgets) == 1)
+            out += search_collapses(cells or [], stage, budget)
             out.append("")
         if len(budgets) > 1:
             out += smallest_non_inferior(peft, full, margin)
@@ -226,7 +232,7 @@ def _collapse_counts(by_method: dict[str, list[Row]], scope: str = "pooled over 
     else:
         verdict = "a difference" if min(adjusted.values()) <= ALPHA else "no significant difference"
         verdict += f" (the smallest reachable p is {floor:.3f})"
-    line = f"   - collapsed seeds, {scope}: adapter {base[0]}/{sum(base)}; " + ", ".join(parts)
+    line = f"   - collapsed final seeds, {scope}: adapter {base[0]}/{sum(base)}; " + ", ".join(parts)
     return [f"{line}: {verdict}."]
 
 
@@ -302,3 +308,58 @@ def smallest_non_inferior(peft: list[Row], full: Row | None, margin: float | Non
 def _at(row: Row) -> str:
     """A row's budget for a sentence: "0.5%", or a one-size method's "native (0.115%)"."""
     return f"{row.budget}%" if _pct(row.budget) else f"{row.budget} ({num(row.pct)}%)"
+
+
+def _trained_cells(cells: list, stage: str, budget: str) -> dict[str, dict[float, list[bool]]]:
+    """method -> lr -> collapsed? for each distinct cell (search and final) that finished training."""
+    out: dict[str, dict[float, list[bool]]] = {}
+    seen = set()
+    for cell in cells:
+        r = cell.result
+        lr = (r.config.get("train") or {}).get("lr")
+        if r.stage != stage or str(r.budget) != budget or lr is None or r.cell_id in seen:
+            continue
+        if cell.status.value not in ("done", "collapsed"):
+            continue
+        seen.add(r.cell_id)
+        out.setdefault(r.method, {}).setdefault(float(lr), []).append(cell.status.value == "collapsed")
+    return out
+
+
+def search_collapses(cells: list, stage: str, budget: str) -> list[str]:
+    """Claim 3 (c): collapsed cells over the search, at the lrs each IAA variant and Adapter both tried."""
+    from scipy.stats import fisher_exact
+
+    by_method = _trained_cells(cells, stage, budget)
+    base = by_method.get(BASELINE, {})
+    iaa = [m for m in IAA if m in by_method]
+    if len(base) < 2 or not iaa:
+        return []  # no search in the records (one lr: a board that searched nothing, or only its finals)
+
+    def at(method, lrs):
+        flags = [f for lr in lrs for f in by_method[method][lr]]
+        return sum(flags), len(flags)
+
+    shared = {m: sorted(set(by_method[m]) & set(base)) for m in iaa}
+    tests = {}
+    for m in iaa:
+        (a, n), (b, k) = at(m, shared[m]), at(BASELINE, shared[m])
+        tests[m] = float(fisher_exact([[a, n - a], [b, k - b]])[1]) if n and k else 1.0
+    adjusted = dict(zip(tests, holm(list(tests.values()), ALPHA), strict=True))
+    lines = ["   - collapsed cells over the search (every seed at every lr tried), at the lrs both tried:"]
+    for m in iaa:
+        (a, n), (b, k) = at(m, shared[m]), at(BASELINE, shared[m])
+        where = ", ".join(
+            f"{lr:g}: {sum(by_method[m][lr])}/{len(by_method[m][lr])} vs {sum(base[lr])}/{len(base[lr])}"
+            for lr in shared[m]
+            if any(by_method[m][lr]) or any(base[lr])
+        )
+        word = "fewer" if a / max(n, 1) < b / max(k, 1) else ("more" if a / max(n, 1) > b / max(k, 1) else "as many")
+        verdict = "significantly" if adjusted[m] <= ALPHA else "not significantly"
+        floor = fisher_floor(n, k)
+        lines.append(
+            f"     - {m} {a}/{n} against adapter's {b}/{k} (lrs {', '.join(f'{lr:g}' for lr in shared[m])}"
+            f"{'; collapses at ' + where if where else ''}): {word}, {verdict} (Fisher p {tests[m]:.3f}, "
+            f"Holm {adjusted[m]:.3f}; the smallest p reachable with these counts {floor:.2g})"
+        )
+    return lines

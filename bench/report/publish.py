@@ -51,7 +51,7 @@ def board_readme(
     if {r.stage for r in rows} == {"qlm"}:
         out += ["## What the board answers\n", *qlm_claims.claims(rows, in_domain(cells), margin), ""]
     else:
-        out += ["## The IAA paper's claims at this scale\n", *claims(rows, margin), ""]
+        out += ["## The IAA paper's claims at this scale\n", *claims(rows, margin, cells), ""]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -152,3 +152,35 @@ def test_the_smallest_non_inferior_budget_is_a_fixed_sequence_from_the_largest_d
     adapter = next(x for x in lines if x.startswith("   - adapter:"))
     assert "**none up to 6.7%**" in adapter and "stopped at 6.7%: no" in adapter
     assert "Not answered" in smallest_non_inferior(peft, full, None)[0]
+
+
+def _loaded(method, lr, seed, status, phase="search"):
+    from bench.results import CellResult, LoadedCell, Status
+
+    result = CellResult(
+        status=Status(status), cell_id=f"{method}-{lr}-{seed}", suite="b", stage="rerank", method=method,
+        budget="0.5", seed=seed, config={"train": {"lr": lr}}, phase=phase,
+    )  # fmt: skip
+    return LoadedCell(directory=None, result=result)
+
+
+def test_claim_three_counts_the_searchs_collapses_at_the_lrs_both_methods_tried():
+    """Adapter collapses on all 3 seeds at 3e-3, IAA-L on none; IAA-L's 1e-2, which Adapter never tried,
+    collapses everywhere and is left out; Fisher's exact test on the shared lrs' counts, Holm over the variants."""
+    from bench.report.claims import search_collapses
+
+    cells = [_loaded("adapter", 3e-3, s, "collapsed") for s in (1, 2, 3)]
+    seeds = (1, 2, 3)
+    cells += [_loaded(m, lr, s, "done") for m in ("adapter", "iaa-l", "iaa-m") for lr in (3e-4, 1e-3) for s in seeds]
+    cells += [_loaded("iaa-l", 3e-3, s, "done") for s in seeds]
+    cells += [_loaded("iaa-l", 1e-2, s, "collapsed") for s in seeds]
+    cells += [_loaded("iaa-m", 3e-3, s, "collapsed") for s in (1, 2, 3)]
+    cells += [_loaded("adapter", 1e-3, 1, "done", phase="final")]  # a final shares its search cell's id: counted once
+    cells += [_loaded("adapter", 1e-3, 9, "failed")]  # never finished training: not a draw of stability
+    header, iaa_l, iaa_m = search_collapses(cells, "rerank", "0.5")
+    p = stats.fisher_exact([[0, 9], [3, 6]])[1]
+    assert "iaa-l 0/9 against adapter's 3/9" in iaa_l and "fewer" in iaa_l and f"Fisher p {p:.3f}" in iaa_l
+    assert "0.01" not in iaa_l.split("(lrs")[1].split(";")[0]
+    assert "iaa-m 3/9 against adapter's 3/9" in iaa_m and "as many" in iaa_m and "Fisher p 1.000" in iaa_m
+    assert f"Holm {min(1.0, 2 * p):.3f}" in iaa_l
+    assert search_collapses([_loaded("adapter", 1e-3, 1, "done", "final")], "rerank", "0.5") == []
