@@ -98,11 +98,11 @@ def main() -> int:
     per_method = defaultdict(float)
     for c in added:
         per_method[c.result.method] += _cost(c.result.times)
+    cost = ", ".join(f"{m} {duration(s)}" for m, s in sorted(per_method.items()))
     print(
-        f"\nCells: {len(new)} in all, {len(new) - len(added)} reused from the previous publication, {len(added)} new "
-        f"({duration(sum(per_method.values()))} of cell wall time: "
-        + ", ".join(f"{m} {duration(s)}" for m, s in sorted(per_method.items()))
-        + f"); {len(dropped)} of the previous cells not in this one"
+        f"\nCells: {len(new)} in all, {len(new) - len(added)} reused from the previous publication, {len(added)} new"
+        + (f" ({duration(sum(per_method.values()))} of cell wall time: {cost})" if added else "")
+        + f"; {len(dropped)} of the previous cells not in this one"
         + (" (" + ", ".join(sorted({c.result.method for c in dropped})) + ")" if dropped else "")
         + "."
     )
