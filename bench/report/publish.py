@@ -144,11 +144,14 @@ def _search_table(cells: list[LoadedCell]) -> list[str]:
     lines = [
         "Each trained method's learning rate is chosen by its mean validation score over the search seeds "
         "(`bench/search.py`); the chosen configuration's search cell is then scored on the test data "
-        "(selected: pending until every configuration of the method has its score).\n",
-        "| stage | method | budget | lr | seed | validation | metric | value | selected |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "(selected: pending until every configuration of the method has its score); status: `collapsed` where the "
+        "training loss stayed at chance (bench/collapse.py).\n",
+        "| stage | method | budget | lr | seed | validation | metric | value | selected | status |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    ordered = sorted(searched, key=lambda c: (c.result.stage, c.result.method, c.result.budget, c.result.seed))
+    ordered = sorted(
+        searched, key=lambda c: (c.result.stage, c.result.method, c.result.budget, _lr(c.result), c.result.seed)
+    )
     for cell in ordered:
         r = cell.result
         lr = _lr(r)
@@ -158,7 +161,7 @@ def _search_table(cells: list[LoadedCell]) -> list[str]:
             metric = metric_order(set(metrics))[0]
             lines.append(
                 f"| {r.stage} | {r.method} | {r.budget} | {lr:g} | {r.seed} | {dataset} | {metric_label(metric)} "
-                f"| {metrics[metric]:.4f} | {picked} |"
+                f"| {metrics[metric]:.4f} | {picked} | {cell.status.value} |"
             )
     return lines
 

@@ -180,7 +180,8 @@ def test_verify_reruns_search_cells_and_compares_their_validation_and_test_metri
     assert published.returncode == 0, published.stderr[-2000:]
     search = (tmp_path / "p2" / "searched" / "README.md").read_text().split("## Search")[1].split("\n## ")[0]
     rows = [line for line in search.splitlines() if line.startswith("| rerank | lora |")]
-    assert len(rows) == 2 and sorted(row.rsplit("|", 2)[1].strip() for row in rows) == ["no", "yes"]
+    assert len(rows) == 2 and sorted(row.rsplit("|", 3)[1].strip() for row in rows) == ["no", "yes"]
+    assert all(row.endswith("| done |") for row in rows)  # the status column (collapsed where it was)
     seen = set()
     for seed in range(6):
         ok = bench("verify", board, "-k", "1", "--seed", seed, "--out", tmp_path / f"v{seed}", env_path=data)
