@@ -28,6 +28,10 @@ def status_from_cli(args) -> int:
     counts, problems = summarise(cells, store)
     print(f"suite {suite.name}: {len(cells)} cells in {store.root}")
     print(counts_line(counts))
+    to_score = len(pending) + sum(len(g.cells) for g in waiting) if grid.searching else 0
+    line = remaining_line(cells, store, to_score)
+    if line:
+        print(line)
     for cell in cells:
         state = store.state(cell)
         if state is Status.RUNNING:
@@ -38,3 +42,47 @@ def status_from_cli(args) -> int:
     for cell, status, error in problems:
         print(f"{status}: {cell.label} ({store.dir_for(cell).name}): {error}")
     return 0
+
+
+def remaining_line(cells, store, to_score: int) -> str:
+    """What is left, in cell wall time: each unfinished cell at the mean of the finished cells of its method
+    and budget (else of its method, else of all), a running one at half that, a selected search cell still to
+    score on the test data (``to_score``: those and the finals still waiting for their search) at the mean
+    test scoring time. Extensions a search may still add are not known."""
+    from statistics import fmean
+
+    from ..fmt import duration
+
+    finished: dict[tuple, list[float]] = {}
+    scoring = []
+    for cell in cells:
+        result = store.result(cell)
+        if result is not None and result.scored and result.times.get("total_s"):
+            finished.setdefault((cell.method, cell.budget), []).append(float(result.times["total_s"]))
+            if result.times.get("test_scoring_s"):
+                scoring.append(float(result.times["test_scoring_s"]))
+    if not finished:
+        return ""
+    every = [t for times in finished.values() for t in times]
+
+    def mean_of(cell) -> float:
+        same = finished.get((cell.method, cell.budget)) or [
+            t for (m, _), times in finished.items() if m == cell.method for t in times
+        ]
+        return fmean(same or every)
+
+    left, running, waiting = 0.0, 0, 0
+    for cell in cells:
+        state = store.state(cell)
+        if state is Status.RUNNING:
+            left, running = left + mean_of(cell) / 2, running + 1
+        elif state is Status.PENDING:
+            left, waiting = left + mean_of(cell), waiting + 1
+    left += to_score * (fmean(scoring) if scoring else 0.0)
+    if not (running or waiting or to_score):
+        return ""
+    return (
+        f"left: about {duration(left)} of cell wall time ({waiting} pending, {running} running, {to_score} to "
+        f"score on test; at the finished cells' mean per method and budget; with --workers N about 1/N of it; "
+        "extensions a search may still add not counted)"
+    )
