@@ -46,7 +46,10 @@ run_grid() {  # $1 board, $2 progress file name, the rest: grid flags
   local job=$!
   while kill -0 "$job" 2> /dev/null; do
     sleep "$every" & wait $! 2> /dev/null
-    kill -0 "$job" 2> /dev/null && export_progress "$board" "$progress"
+    if kill -0 "$job" 2> /dev/null; then
+      export_progress "$board" "$progress"
+      echo "board-grids: $(date -u +%FT%TZ) $board $(python -m bench.cli status --suite "$board" "$@" --out "$runs" 2> /dev/null | grep '^left:')"
+    fi
   done
   wait "$job"
   local status=$?
