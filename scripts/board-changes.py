@@ -6,7 +6,8 @@ board's hand-written ``changes.md`` (``bench publish`` puts that file under the 
     python scripts/board-changes.py OLD_RECORDS.jsonl NEW_RECORDS.jsonl [--budget B]
 
 OLD: the previous publication's ``results.jsonl`` (e.g. ``git show <commit>:reports/published/<board>/results.jsonl``);
-NEW: the new one's (``bench report --format jsonl`` of the store, or the freshly published file).
+NEW: the new one's (the freshly published file, or ``bench report --format jsonl`` of the store with the
+grid's flags, e.g. ``--budgets 0.5``: only then is each cell labelled with that grid's role).
 """
 
 from __future__ import annotations
@@ -20,13 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.fmt import duration  # noqa: E402
-from bench.report.publish import _cost  # noqa: E402
-from bench.results import read_records  # noqa: E402
+from bench.report.publish import _cost, _lr  # noqa: E402
+from bench.results import Status, read_records  # noqa: E402
 from bench.systems import role  # noqa: E402
-
-
-def _lr(cell) -> float | None:
-    return (cell.result.config.get("train") or {}).get("lr")
 
 
 def _chosen(cells) -> dict:
@@ -37,17 +34,13 @@ def _chosen(cells) -> dict:
     }
 
 
-def _finals(cells, chosen) -> dict:
-    """(method, budget) -> the headline metric of each trained final seed: the final-phase cells and the
-    chosen configuration's search cells that were scored on the test data."""
+def _finals(cells) -> dict:
+    """(method, budget) -> the headline metric of each trained final seed (the first eval set's nDCG@10)."""
     out = defaultdict(list)
     for c in cells:
         r = c.result
-        key = (r.method, str(r.budget))
-        is_final = r.phase == "final" or (r.phase == "search" and key in chosen and chosen[key] == _lr(c))
-        if not (is_final and c.status.value == "done" and r.metrics):
-            continue
-        out[key].append(r.metrics[sorted(r.metrics)[0]].get("ndcg@10"))  # the first eval set's headline
+        if r.phase == "final" and c.status is Status.DONE and r.metrics:
+            out[(r.method, str(r.budget))].append(r.metrics[sorted(r.metrics)[0]].get("ndcg@10"))
     return out
 
 
@@ -55,8 +48,8 @@ def _searched(cells) -> dict:
     """(method, budget) -> every lr a cell trained at (the chosen one's final cells were search cells too)."""
     out = defaultdict(set)
     for c in cells:
-        if c.result.phase in ("search", "final") and _lr(c) is not None:
-            out[(c.result.method, str(c.result.budget))].add(_lr(c))
+        if c.result.phase in ("search", "final") and _lr(c.result) is not None:
+            out[(c.result.method, str(c.result.budget))].add(_lr(c.result))
     return out
 
 
@@ -75,13 +68,17 @@ def main() -> int:
     parser.add_argument("new")
     parser.add_argument("--budget", action="append", help="keep only these budgets (and the one-size methods)")
     args = parser.parse_args()
+    for path in (args.old, args.new):
+        if not Path(path).is_file():
+            print(f"board-changes: {path}: no such file (give two results.jsonl record files)", file=sys.stderr)
+            return 2
     old, new = read_records(Path(args.old)), read_records(Path(args.new))
     if args.budget:
-        keep = set(args.budget) | {"native", "None", "-"}
+        keep = set(args.budget) | {"native"}  # the one-size methods sit at every budget
         new = [c for c in new if str(c.result.budget) in keep]
     old_ids, new_ids = {c.result.cell_id for c in old}, {c.result.cell_id for c in new}
     old_chosen, new_chosen = _chosen(old), _chosen(new)
-    old_finals, new_finals = _finals(old, old_chosen), _finals(new, new_chosen)
+    old_finals, new_finals = _finals(old), _finals(new)
     old_lrs, new_lrs = _searched(old), _searched(new)
     columns = ["method", "budget", "v1 lr searched (chosen)", "v2 lr searched (chosen)", "v1 mean (seeds)"]
     print("| " + " | ".join([*columns, "v2 mean (trained seeds)"]) + " |")

@@ -92,8 +92,8 @@ def publish_from_cli(args) -> int:
     rows = build_rows(loaded, expected=expected_seeds(cells))
     about = _leading_comment(locate_suite(args.suite or suite.name, None)[0])
     margin = suite.top.non_inferiority_margin
-    changes = folder / "changes.md"
-    changes = changes.read_text(encoding="utf-8") if changes.is_file() else ""
+    changes_file = folder / "changes.md"
+    changes = changes_file.read_text(encoding="utf-8") if changes_file.is_file() else ""
     readme = board_readme(folder.name, suite.name, about, loaded, rows, list(args.command or []), margin, changes)
     atomic_write_text(folder / "README.md", readme)
     print(f"published: {folder} (README.md, index.html, leaderboard.csv / .md / .tex, results.jsonl)")

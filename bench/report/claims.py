@@ -26,6 +26,7 @@ import math
 import numpy as np
 
 from ..fmt import metric_label, num
+from ..results import Status
 from ..systems import Role
 from .ranks import headline_rows
 from .significance import holm
@@ -319,10 +320,10 @@ def _trained_cells(cells: list, stage: str, budget: str) -> dict[str, dict[float
         lr = (r.config.get("train") or {}).get("lr")
         if r.stage != stage or str(r.budget) != budget or lr is None or r.cell_id in seen:
             continue
-        if cell.status.value not in ("done", "collapsed"):
+        if cell.status not in (Status.DONE, Status.COLLAPSED):
             continue
         seen.add(r.cell_id)
-        out.setdefault(r.method, {}).setdefault(float(lr), []).append(cell.status.value == "collapsed")
+        out.setdefault(r.method, {}).setdefault(float(lr), []).append(cell.status is Status.COLLAPSED)
     return out
 
 
@@ -348,6 +349,9 @@ def search_collapses(cells: list, stage: str, budget: str) -> list[str]:
     adjusted = dict(zip(tests, holm(list(tests.values()), ALPHA), strict=True))
     lines = ["   - collapsed cells over the search (every seed at every lr tried), at the lrs both tried:"]
     for m in iaa:
+        if not shared[m]:
+            lines.append(f"     - {m}: no lr that adapter also tried: not answerable")
+            continue
         (a, n), (b, k) = at(m, shared[m]), at(BASELINE, shared[m])
         where = ", ".join(
             f"{lr:g}: {sum(by_method[m][lr])}/{len(by_method[m][lr])} vs {sum(base[lr])}/{len(base[lr])}"
