@@ -53,6 +53,9 @@ HARNESS_FILES = {
     "tests/bench/test_collapse.py",
     "tests/bench/test_publish_seeds.py",
     "tests/bench/test_module_size.py",
+    "tests/bench/test_claims.py",
+    "tests/bench/test_status.py",
+    "tests/bench/test_extra_seeds.py",
 }
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -43,7 +43,12 @@ def logs(out, method):
 
 @pytest.mark.parametrize(
     "stage, method, packing",
-    [("rerank", "full", {}), ("dense", "lora", {}), ("rerank", "full", {"token_budget": 24, "pad_to_multiple_of": 8})],
+    [
+        ("rerank", "full", {}),
+        ("dense", "lora", {}),
+        # the harness's own packing over the same accelerate path: the first tox env alone (tests/conftest.py)
+        pytest.param("rerank", "full", {"token_budget": 24, "pad_to_multiple_of": 8}, marks=pytest.mark.harness),
+    ],
 )
 def test_two_processes_follow_the_one_process_schedule(stage, method, packing, tmp_path):
     """The lr of every step is identical. Losses differ only by dropout (each layout draws its own masks;

@@ -147,6 +147,7 @@ def test_token_budget_steps_run_end_to_end_and_repeat(tmp_path):
     assert outcomes[0] == outcomes[1]
 
 
+@pytest.mark.harness  # the report's text: the first tox env runs it (tests/conftest.py)
 def test_a_suite_note_is_shown_under_its_leaderboards_and_leaves_cells_alone(tmp_path):
     note = "a dozen steps per method: this ranks nothing"
     plain = write_toy_suite(tmp_path / "plain", "noted", methods="bm25,lora")
