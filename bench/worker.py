@@ -86,6 +86,8 @@ def _run_claimed(stage, cell: Cell, directory: Path, cache: Path, held, reraise_
                 status, error = _score_selected(cell, directory, cache, found, held, reraise_user_errors)
                 return status, error, f"scored:{status.value}"
             store.set_aside(directory / results.RESULT)  # imported from records (no tensors): trained again
+            found = None
+    if found is not None:
         retry = os.environ.get(RETRY_ENV) or found.extra.get("out_of_memory_share") is not None
         if found.status.finished or (found.status.retryable and not retry):
             return found.status, found.error, "skip"  # finished by another process meanwhile

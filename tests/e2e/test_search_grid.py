@@ -143,3 +143,35 @@ def test_bench_run_centres_each_budget_on_its_neighbours_winner(tmp_path):
     assert other == {float(f"{anchor / ratio**0.5:.3g}"), float(f"{anchor * ratio**0.5:.3g}")}
     final = next(r for r in lora if r["phase"] == "final" and r["budget"] == "4.0")
     assert final["selection"]["centred_on"]["budget"] == "2.0" and final["selection"]["centred_on"]["lr"] == anchor
+
+
+def test_a_selected_search_cell_imported_without_tensors_is_trained_again_and_scored(tmp_path):
+    """Records exported while the search ran hold the selected seed's cell as a plain search cell (validation
+    only, no tensors). Continued from them, the grid trains that cell again and scores it on the test data:
+    it is never set aside and left pending (found on the rerank board, 2026-12-07)."""
+    write_synthetic_beir(tmp_path / "data", "synth")
+    suite = _suite(tmp_path, [3.0e-3, 3.0e-1])
+    first = tmp_path / "first"
+    assert bench("run", "--suite", suite, "--out", first, env_path=tmp_path / "data").returncode == 0
+    made = bench("report", "--suite", suite, "--runs", first, "--out", tmp_path / "rep", "--format", "jsonl")
+    assert made.returncode == 0, made.stderr[-3000:]
+    exported = [json.loads(line) for line in (tmp_path / "rep" / "searched" / "results.jsonl").read_text().splitlines()]
+    finals = {r["cell_id"]: r for r in exported if r["phase"] == "final"}
+    searched = next(r for r in finals.values() if r["seed"] == 1)
+    records = tmp_path / "records.jsonl"
+    lines = []
+    for record in exported:
+        if record["cell_id"] == searched["cell_id"]:
+            record = {**record, "phase": "search", "selection": {}, "metrics": {}}  # before its test scoring
+        if record["cell_id"] in finals and record["seed"] == 2:
+            continue  # the selected lr's other seed had not run yet
+        lines.append(json.dumps(record))
+    records.write_text("\n".join(lines) + "\n")
+    second = tmp_path / "second"
+    done = bench("run", "--suite", suite, "--out", second, "--resume-from", records, env_path=tmp_path / "data")
+    assert done.returncode == 0, done.stderr[-3000:]
+    again = json.loads((second / "searched" / searched["cell_id"] / "result.json").read_text())
+    assert again["phase"] == "final" and "synth/test" in again["metrics"]
+    assert again["metrics"] == searched["metrics"]  # same config and seed on this CPU: the same numbers
+    status = bench("status", "--suite", suite, "--out", second, env_path=tmp_path / "data")
+    assert "0 pending" in status.stdout, status.stdout
